@@ -5,6 +5,8 @@ set -euo pipefail
 
 need_apt=()
 command -v protoc >/dev/null        || need_apt+=(protobuf-compiler)
+# The Temporal crates' protos import google/protobuf/*.proto, shipped by libprotobuf-dev.
+[ -f /usr/include/google/protobuf/field_mask.proto ] || need_apt+=(libprotobuf-dev)
 command -v redis-server >/dev/null  || need_apt+=(redis-server)
 [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx sh || need_apt+=(busybox-static)
 command -v debootstrap >/dev/null   || need_apt+=(debootstrap)

@@ -1,1 +1,59 @@
-fn main() {}
+//! `ae-worker`: the Temporal worker that runs untrusted commands safely.
+//!
+//! `ae-worker run` polls the task queue; `ae-worker image build` makes the sandbox image on the
+//! local engine (nothing can be pulled here). Configuration comes from the environment; see the
+//! README for every variable.
+
+mod image;
+mod logging;
+mod run;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "ae-worker",
+    version,
+    about = "Temporal worker for safe execution of untrusted commands"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Poll the task queue and run activities until SIGINT or SIGTERM.
+    Run(run::RunArgs),
+    /// Manage the sandbox image.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Build the default sandbox image locally (FROM scratch with Debian's busybox-static).
+    Build(image::BuildArgs),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    logging::init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args).await,
+        Command::Image {
+            command: ImageCommand::Build(args),
+        } => image::build(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "ae-worker failed");
+            eprintln!("ae-worker: {}", logging::redact(&format!("{e:#}")));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Per-run budgets in Redis, in the key layout of the existing control plane (seed 003).
+//!
+//! `budget:<runId>` holds the limit and `spent:<runId>` the spend, both decimal strings in USD;
+//! `exceeded:<runId>` is "0" or "1"; all three live 7 days. The Python BudgetTracker and this
+//! module read and write the same keys, so budgets it created are honoured here and spend
+//! recorded here shows there.
+//!
+//! This module owns the check-and-charge step and its refund. Both are single Lua scripts, so
+//! concurrent executions racing on the last cents can never overspend, and each charge is keyed
+//! by the activity attempt that made it, so replaying the same attempt never charges twice. It
+//! does not decide what things cost (the activities do) nor create budgets on its own initiative
+//! (only the configured default for a run that has none).
+
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use std::time::Duration;
+
+/// The state of one run's budget, as seed 003's `BudgetStatus`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetStatus {
+    /// The run.
+    pub run_id: String,
+    /// USD spent so far.
+    pub spent: f64,
+    /// USD limit.
+    pub limit: f64,
+    /// USD left (never negative).
+    pub remaining: f64,
+    /// Whether the spend reached the limit.
+    pub exceeded: bool,
+}
+
+impl BudgetStatus {
+    fn new(run_id: &str, spent: f64, limit: f64) -> Self {
+        Self {
+            run_id: run_id.to_string(),
+            spent,
+            limit,
+            remaining: round_usd((limit - spent).max(0.0)),
+            exceeded: spent + EPSILON >= limit,
+        }
+    }
+}
+
+/// Why a charge was not made.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BudgetError {
+    /// The charge would take the spend past the limit. Nothing was charged.
+    #[error(
+        "budget exceeded for run: {spent:.2}/{limit:.2} USD spent, {amount:.2} USD more refused"
+    )]
+    Exceeded { spent: f64, limit: f64, amount: f64 },
+    /// The run has no budget and the default budget is disabled.
+    #[error("no budget exists for this run and the default budget is disabled")]
+    NotFound,
+    /// Redis could not answer; nothing may run without a budget check.
+    #[error("budget store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Amounts are compared with this slack so 0.1 + 0.2 does not exceed 0.3.
+const EPSILON: f64 = 1e-9;
+
+/// Check-and-charge, atomically.
+///
+/// KEYS: budget, spent, exceeded, charge marker. ARGV: amount, default limit, ttl seconds.
+/// Returns {status, spent, limit}; status is `ok`, `dup` (this attempt was already charged),
+/// `exceeded` or `notfound`. Numbers travel as strings: Lua numbers would be truncated to
+/// integers on the way out.
+const CHARGE_LUA: &str = r#"
+local function fmt(x)
+  local s = string.format('%.6f', x)
+  s = string.gsub(s, '0+$', '')
+  s = string.gsub(s, '%.$', '')
+  return s
+end
+local ttl = tonumber(ARGV[3])
+local limit = redis.call('GET', KEYS[1])
+if not limit then
+  if tonumber(ARGV[2]) <= 0 then return {'notfound', '0', '0'} end
+  limit = ARGV[2]
+  redis.call('SET', KEYS[1], limit, 'EX', ttl)
+  redis.call('SET', KEYS[2], '0', 'EX', ttl, 'NX')
+  redis.call('SET', KEYS[3], '0', 'EX', ttl, 'NX')
+end
+local spent = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+local lim = tonumber(limit) or 0
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  return {'dup', fmt(spent), fmt(lim)}
+end
+local amount = tonumber(ARGV[1])
+local new = spent + amount
+if new > lim + 1e-9 then
+  return {'exceeded', fmt(spent), fmt(lim)}
+end
+redis.call('SET', KEYS[2], fmt(new), 'EX', ttl)
+if new + 1e-9 >= lim then
+  redis.call('SET', KEYS[3], '1', 'EX', ttl)
+else
+  redis.call('SET', KEYS[3], '0', 'EX', ttl)
+end
+redis.call('SET', KEYS[4], ARGV[1], 'EX', ttl)
+return {'ok', fmt(new), fmt(lim)}
+"#;
+
+/// Gives back a charge made by [`CHARGE_LUA`], once. KEYS as above; ARGV: ttl seconds.
+const REFUND_LUA: &str = r#"
+local function fmt(x)
+  local s = string.format('%.6f', x)
+  s = string.gsub(s, '0+$', '')
+  s = string.gsub(s, '%.$', '')
+  return s
+end
+local ttl = tonumber(ARGV[1])
+local amount = tonumber(redis.call('GET', KEYS[4]) or '')
+local spent = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+local lim = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if not amount then return {'none', fmt(spent), fmt(lim)} end
+redis.call('DEL', KEYS[4])
+local new = spent - amount
+if new < 0 then new = 0 end
+redis.call('SET', KEYS[2], fmt(new), 'EX', ttl)
+if new + 1e-9 >= lim then
+  redis.call('SET', KEYS[3], '1', 'EX', ttl)
+else
+  redis.call('SET', KEYS[3], '0', 'EX', ttl)
+end
+return {'ok', fmt(new), fmt(lim)}
+"#;
+
+/// The Redis-backed budget store shared by every activity of a worker.
+#[derive(Clone)]
+pub struct BudgetStore {
+    conn: ConnectionManager,
+    default_limit: f64,
+    ttl: Duration,
+    charge: redis::Script,
+    refund: redis::Script,
+}
+
+impl BudgetStore {
+    /// Connects lazily: a worker starts even while Redis is down, and every charge attempted
+    /// meanwhile fails with [`BudgetError::Unavailable`] instead of running unchecked.
+    pub fn new(redis_url: &str, default_limit: f64, ttl: Duration) -> Result<Self, BudgetError> {
+        let client =
+            redis::Client::open(redis_url).map_err(|e| BudgetError::Unavailable(e.to_string()))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| BudgetError::Unavailable(e.to_string()))?;
+        Ok(Self {
+            conn,
+            default_limit,
+            ttl,
+            charge: redis::Script::new(CHARGE_LUA),
+            refund: redis::Script::new(REFUND_LUA),
+        })
+    }
+
+    /// Charges `amount` USD to `run_id` unless that would pass its limit. `charge_id` names the
+    /// activity attempt: a second call with the same id charges nothing and reports the status.
+    pub async fn charge(
+        &self,
+        run_id: &str,
+        charge_id: &str,
+        amount: f64,
+    ) -> Result<BudgetStatus, BudgetError> {
+        let keys = Keys::new(run_id, charge_id);
+        let mut conn = self.conn.clone();
+        let reply: (String, String, String) = self
+            .charge
+            .key(&keys.budget)
+            .key(&keys.spent)
+            .key(&keys.exceeded)
+            .key(&keys.charge)
+            .arg(format_usd(amount))
+            .arg(format_usd(self.default_limit))
+            .arg(self.ttl.as_secs().max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| BudgetError::Unavailable(e.to_string()))?;
+        let (status, spent, limit) = (reply.0, parse_usd(&reply.1), parse_usd(&reply.2));
+        match status.as_str() {
+            "ok" | "dup" => Ok(BudgetStatus::new(run_id, spent, limit)),
+            "exceeded" => Err(BudgetError::Exceeded {
+                spent,
+                limit,
+                amount,
+            }),
+            "notfound" => Err(BudgetError::NotFound),
+            other => Err(BudgetError::Unavailable(format!(
+                "unexpected reply from budget script: {other}"
+            ))),
+        }
+    }
+
+    /// Gives back the charge made under `charge_id`, if any: an execution that failed before its
+    /// command started is not charged.
+    pub async fn refund(&self, run_id: &str, charge_id: &str) -> Result<BudgetStatus, BudgetError> {
+        let keys = Keys::new(run_id, charge_id);
+        let mut conn = self.conn.clone();
+        let reply: (String, String, String) = self
+            .refund
+            .key(&keys.budget)
+            .key(&keys.spent)
+            .key(&keys.exceeded)
+            .key(&keys.charge)
+            .arg(self.ttl.as_secs().max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| BudgetError::Unavailable(e.to_string()))?;
+        Ok(BudgetStatus::new(
+            run_id,
+            parse_usd(&reply.1),
+            parse_usd(&reply.2),
+        ))
+    }
+
+    /// The run's budget, or None when it has none.
+    pub async fn status(&self, run_id: &str) -> Result<Option<BudgetStatus>, BudgetError> {
+        let keys = Keys::new(run_id, "");
+        let mut conn = self.conn.clone();
+        let (limit, spent): (Option<String>, Option<String>) = redis::pipe()
+            .get(&keys.budget)
+            .get(&keys.spent)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| BudgetError::Unavailable(e.to_string()))?;
+        Ok(limit.map(|l| {
+            BudgetStatus::new(
+                run_id,
+                spent.as_deref().map(parse_usd).unwrap_or(0.0),
+                parse_usd(&l),
+            )
+        }))
+    }
+}
+
+/// The Redis keys of one run (seed 003) and of one charge (ours).
+struct Keys {
+    budget: String,
+    spent: String,
+    exceeded: String,
+    charge: String,
+}
+
+impl Keys {
+    fn new(run_id: &str, charge_id: &str) -> Self {
+        Self {
+            budget: format!("budget:{run_id}"),
+            spent: format!("spent:{run_id}"),
+            exceeded: format!("exceeded:{run_id}"),
+            charge: format!("ae:charge:{run_id}:{charge_id}"),
+        }
+    }
+}
+
+/// A decimal string with at most 6 places, as the control plane writes them.
+pub fn format_usd(x: f64) -> String {
+    let s = format!("{x:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() { "0".into() } else { s.into() }
+}
+
+fn parse_usd(s: &str) -> f64 {
+    s.trim().parse().unwrap_or(0.0)
+}
+
+/// Rounds to micro-dollars so results do not show float noise like 9.990000000000002.
+pub fn round_usd(x: f64) -> f64 {
+    (x * 1_000_000.0).round() / 1_000_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_amounts_as_short_decimals() {
+        assert_eq!(format_usd(0.01), "0.01");
+        assert_eq!(format_usd(10.0), "10");
+        assert_eq!(format_usd(0.0), "0");
+        assert_eq!(format_usd(9.99), "9.99");
+    }
+
+    #[test]
+    fn status_reports_remaining_and_exceeded() {
+        let s = BudgetStatus::new("r", 0.3, 0.3);
+        assert!(s.exceeded);
+        assert_eq!(s.remaining, 0.0);
+        let s = BudgetStatus::new("r", 0.1 + 0.2, 1.0);
+        assert!(!s.exceeded);
+        assert_eq!(s.remaining, 0.7);
+    }
+}

@@ -1,0 +1,144 @@
+//! Worker configuration: costs, budgets, sandbox limits, endpoints.
+//!
+//! This module owns the defaults and reading them from the environment. It does not own the
+//! command line (the `ae-worker` binary) nor any behaviour that uses the values.
+
+use std::{env, time::Duration};
+
+/// Everything the activities need to know that an operator may change.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Redis holding the budgets, e.g. `redis://127.0.0.1:6379`.
+    pub redis_url: String,
+    /// USD charged for one execution (seed 001: 0.01).
+    pub cost_per_execution: f64,
+    /// Limit given to a run that has no budget yet; 0 disables it (BudgetNotFound).
+    pub default_budget: f64,
+    /// Lifetime of the budget keys (seed 003: 7 days).
+    pub budget_ttl: Duration,
+    /// Names this worker process on container labels and in logs.
+    pub worker_id: String,
+    /// Sandbox limits.
+    pub sandbox: SandboxConfig,
+}
+
+/// Limits and shape of every sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Image the sandboxes run (`ae-worker image build` makes the default).
+    pub image: String,
+    /// Memory limit in bytes; swap is set equal so nothing swaps.
+    pub memory_bytes: i64,
+    /// CPU quota in billionths of a CPU.
+    pub nano_cpus: i64,
+    /// Maximum number of processes and threads.
+    pub pids_limit: i64,
+    /// Size of the writable `/workspace` tmpfs, e.g. `256m`.
+    pub workspace_size: String,
+    /// Size of the writable `/tmp` tmpfs.
+    pub tmp_size: String,
+    /// Kept bytes of each output stream; the rest is counted and dropped.
+    pub output_cap_bytes: usize,
+    /// Longest timeout a caller may ask for.
+    pub max_timeout: Duration,
+    /// Largest single workspace file.
+    pub max_file_bytes: usize,
+    /// Largest total of workspace files in one request.
+    pub max_total_file_bytes: usize,
+    /// The uid:gid commands run as.
+    pub user: String,
+    /// Outer bound on a sandbox's life (seed 000: 24 hours), even if the worker dies.
+    pub max_lifetime: Duration,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            image: "ae-sandbox:latest".into(),
+            memory_bytes: 512 * 1024 * 1024,
+            nano_cpus: 1_000_000_000,
+            pids_limit: 256,
+            workspace_size: "256m".into(),
+            tmp_size: "64m".into(),
+            output_cap_bytes: 1024 * 1024,
+            max_timeout: Duration::from_secs(60 * 60),
+            max_file_bytes: 5 * 1024 * 1024,
+            max_total_file_bytes: 20 * 1024 * 1024,
+            user: "65534:65534".into(),
+            max_lifetime: Duration::from_secs(24 * 60 * 60),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            redis_url: "redis://127.0.0.1:6379".into(),
+            cost_per_execution: 0.01,
+            default_budget: 10.0,
+            budget_ttl: Duration::from_secs(7 * 24 * 60 * 60),
+            worker_id: "ae-worker".into(),
+            sandbox: SandboxConfig::default(),
+        }
+    }
+}
+
+/// A configuration value that could not be parsed.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name}={value:?} is not valid: {why}")]
+pub struct ConfigError {
+    name: &'static str,
+    value: String,
+    why: &'static str,
+}
+
+impl Config {
+    /// Defaults overridden by `REDIS_URL`, `AE_SANDBOX_IMAGE`, `AE_COST_PER_EXECUTION`,
+    /// `AE_DEFAULT_BUDGET`, `AE_OUTPUT_CAP_BYTES`, `AE_SANDBOX_MEMORY_BYTES`,
+    /// `AE_SANDBOX_PIDS_LIMIT`, `AE_SANDBOX_NANO_CPUS`, `AE_MAX_TIMEOUT_MS`.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        if let Ok(v) = env::var("REDIS_URL") {
+            c.redis_url = v;
+        }
+        if let Ok(v) = env::var("AE_SANDBOX_IMAGE") {
+            c.sandbox.image = v;
+        }
+        c.cost_per_execution = parse_usd("AE_COST_PER_EXECUTION", c.cost_per_execution)?;
+        c.default_budget = parse_usd("AE_DEFAULT_BUDGET", c.default_budget)?;
+        c.sandbox.output_cap_bytes = parse("AE_OUTPUT_CAP_BYTES", c.sandbox.output_cap_bytes)?;
+        c.sandbox.memory_bytes = parse("AE_SANDBOX_MEMORY_BYTES", c.sandbox.memory_bytes)?;
+        c.sandbox.pids_limit = parse("AE_SANDBOX_PIDS_LIMIT", c.sandbox.pids_limit)?;
+        c.sandbox.nano_cpus = parse("AE_SANDBOX_NANO_CPUS", c.sandbox.nano_cpus)?;
+        let max_ms = parse(
+            "AE_MAX_TIMEOUT_MS",
+            c.sandbox.max_timeout.as_millis() as u64,
+        )?;
+        c.sandbox.max_timeout = Duration::from_millis(max_ms);
+        Ok(c)
+    }
+}
+
+fn parse<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError> {
+    match env::var(name) {
+        Ok(v) => v.trim().parse().map_err(|_| ConfigError {
+            name,
+            value: v,
+            why: "not a number of the expected kind",
+        }),
+        Err(_) => Ok(default),
+    }
+}
+
+fn parse_usd(name: &'static str, default: f64) -> Result<f64, ConfigError> {
+    let v: f64 = parse(name, default)?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(ConfigError {
+            name,
+            value: v.to_string(),
+            why: "must be a finite, non-negative amount of USD",
+        })
+    }
+}

@@ -1,0 +1,585 @@
+//! Docker sandboxes through bollard: one fresh, locked-down container per execution.
+//!
+//! This module owns a container's whole life: create it hardened (no network, every capability
+//! dropped, no-new-privileges, read-only root, size-capped tmpfs `/workspace` and `/tmp`, memory
+//! with swap equal to it, CPU and pids limits, an init process, a non-root user, labels naming
+//! who made it and when it expires), copy files in, run commands in it with bounded output
+//! capture and a hard timeout, and remove it on every path, including when the [`Sandbox`]
+//! value is dropped because the activity was cancelled or the worker code failed.
+//!
+//! The container's main process is a `sleep` for the configured maximum lifetime, so even a
+//! sandbox whose worker was killed expires by itself; commands run in it through `docker exec`.
+//! It does not own policy, budgets or redaction: the bytes it returns are raw.
+
+use crate::config::SandboxConfig;
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::OnceCell;
+
+/// Label present on every container this project creates.
+pub const LABEL_MANAGED: &str = "ae.managed";
+/// Label naming the worker process that created the container.
+pub const LABEL_OWNER: &str = "ae.owner";
+/// Label holding the unix time after which the container must not exist.
+pub const LABEL_EXPIRES: &str = "ae.expires";
+
+/// Bytes kept beyond the output cap so a secret straddling the cap is still whole when the
+/// caller redacts; the caller cuts to the cap after redacting.
+pub const REDACTION_MARGIN: usize = 8 * 1024;
+
+/// Exit code reported for a command killed at its timeout (128 + SIGKILL).
+pub const KILLED_EXIT_CODE: i64 = 137;
+
+const PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Why a sandbox operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SandboxError {
+    /// Docker is unreachable, or refused to create or start the sandbox (e.g. image missing).
+    #[error("sandbox unavailable: {0}")]
+    Unavailable(String),
+    /// The sandbox broke after the command had started.
+    #[error("sandbox failed during execution: {0}")]
+    Failed(String),
+    /// Uploaded files could not be unpacked in the sandbox.
+    #[error("workspace upload failed: {0}")]
+    Upload(String),
+}
+
+/// Live byte counts of a running command, read by the heartbeat.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Bytes written to stdout so far.
+    pub stdout_bytes: AtomicU64,
+    /// Bytes written to stderr so far.
+    pub stderr_bytes: AtomicU64,
+}
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecOutcome {
+    /// The first `cap + REDACTION_MARGIN` bytes of stdout.
+    pub stdout: Vec<u8>,
+    /// The first `cap + REDACTION_MARGIN` bytes of stderr.
+    pub stderr: Vec<u8>,
+    /// Every byte written to stdout.
+    pub stdout_bytes: u64,
+    /// Every byte written to stderr.
+    pub stderr_bytes: u64,
+    /// Exit code; [`KILLED_EXIT_CODE`] on timeout.
+    pub exit_code: i64,
+    /// Killed at its timeout.
+    pub timed_out: bool,
+    /// A process of the command was killed by the kernel's OOM killer.
+    pub oom_killed: bool,
+    /// Wall time of the command.
+    pub duration: Duration,
+}
+
+/// Creates sandboxes. Connects to Docker on first use, so a worker starts while Docker is down
+/// and every execution meanwhile fails closed with [`SandboxError::Unavailable`].
+pub struct SandboxEngine {
+    docker: OnceCell<Docker>,
+    cfg: SandboxConfig,
+    owner: String,
+}
+
+impl SandboxEngine {
+    /// An engine creating sandboxes labelled with `owner` (the worker's identity).
+    pub fn new(cfg: SandboxConfig, owner: impl Into<String>) -> Self {
+        Self {
+            docker: OnceCell::new(),
+            cfg,
+            owner: owner.into(),
+        }
+    }
+
+    /// The configuration sandboxes are made with.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.cfg
+    }
+
+    /// The Docker client, connected with the API version the engine speaks.
+    pub async fn docker(&self) -> Result<&Docker, SandboxError> {
+        self.docker
+            .get_or_try_init(|| async {
+                let docker = Docker::connect_with_defaults()
+                    .map_err(|e| SandboxError::Unavailable(format!("cannot reach Docker: {e}")))?;
+                // The engine may be older than bollard's default API version.
+                docker
+                    .negotiate_version()
+                    .await
+                    .map_err(|e| SandboxError::Unavailable(format!("cannot reach Docker: {e}")))
+            })
+            .await
+    }
+
+    /// Creates and starts a fresh sandbox. `labels` are added to the standard ones.
+    pub async fn start(&self, labels: HashMap<String, String>) -> Result<Sandbox, SandboxError> {
+        let docker = self.docker().await?.clone();
+        let cfg = &self.cfg;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let lifetime = cfg.max_lifetime.as_secs().max(1);
+        let mut all_labels = labels;
+        all_labels.insert(LABEL_MANAGED.into(), "true".into());
+        all_labels.insert(LABEL_OWNER.into(), self.owner.clone());
+        all_labels.insert(LABEL_EXPIRES.into(), (now.as_secs() + lifetime).to_string());
+        let (uid, gid) = parse_user(&cfg.user);
+        let tmpfs = HashMap::from([
+            (
+                "/workspace".to_string(),
+                format!(
+                    "rw,nosuid,nodev,size={},uid={uid},gid={gid},mode=0755",
+                    cfg.workspace_size
+                ),
+            ),
+            (
+                "/tmp".to_string(),
+                format!("rw,nosuid,nodev,size={},mode=1777", cfg.tmp_size),
+            ),
+        ]);
+        let host_config = HostConfig {
+            network_mode: Some("none".into()),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges:true".into()]),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(tmpfs),
+            memory: Some(cfg.memory_bytes),
+            memory_swap: Some(cfg.memory_bytes),
+            nano_cpus: Some(cfg.nano_cpus),
+            pids_limit: Some(cfg.pids_limit),
+            init: Some(true),
+            privileged: Some(false),
+            ulimits: Some(vec![
+                ulimit("nofile", 1024),
+                ulimit("core", 0),
+                ulimit("nproc", cfg.pids_limit.max(1)),
+            ]),
+            // Commands' output is streamed through exec; the main process prints nothing.
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("none".into()),
+                config: None,
+            }),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(cfg.image.clone()),
+            cmd: Some(vec!["sleep".into(), lifetime.to_string()]),
+            user: Some(cfg.user.clone()),
+            working_dir: Some("/workspace".into()),
+            env: Some(vec![PATH.into(), "HOME=/workspace".into()]),
+            labels: Some(all_labels),
+            network_disabled: Some(true),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let name = format!("ae-sbx-{}", uuid::Uuid::new_v4().simple());
+        let opts = CreateContainerOptionsBuilder::default().name(&name).build();
+        let created = docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(|e| SandboxError::Unavailable(describe_create_error(&cfg.image, &e)))?;
+        let sandbox = Sandbox {
+            docker,
+            id: created.id,
+            user: cfg.user.clone(),
+            keep_bytes: cfg.output_cap_bytes + REDACTION_MARGIN,
+            removed: Arc::new(AtomicBool::new(false)),
+        };
+        if let Err(e) = sandbox.docker.start_container(&sandbox.id, None).await {
+            sandbox.destroy().await;
+            return Err(SandboxError::Unavailable(format!(
+                "cannot start sandbox: {e}"
+            )));
+        }
+        Ok(sandbox)
+    }
+
+    /// Removes every sandbox labelled with this engine's owner. For graceful shutdown and for
+    /// tests that must leave nothing behind.
+    pub async fn remove_own(&self) -> Result<usize, SandboxError> {
+        let docker = self.docker().await?;
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_OWNER}={}", self.owner)],
+        )]);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| SandboxError::Unavailable(e.to_string()))?;
+        let mut n = 0;
+        for c in list {
+            if let Some(id) = c.id {
+                let opts = RemoveContainerOptionsBuilder::default().force(true).build();
+                if docker.remove_container(&id, Some(opts)).await.is_ok() {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// One running sandbox. Removed by [`Sandbox::destroy`], or in the background when dropped.
+pub struct Sandbox {
+    docker: Docker,
+    id: String,
+    user: String,
+    keep_bytes: usize,
+    removed: Arc<AtomicBool>,
+}
+
+impl Sandbox {
+    /// The container id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Unpacks an uncompressed tar (built by `workspace::pack`) into `/workspace`.
+    pub async fn upload(&self, tar: Vec<u8>) -> Result<(), SandboxError> {
+        let exec = self
+            .docker
+            .create_exec(
+                &self.id,
+                CreateExecOptions {
+                    cmd: Some(vec!["tar", "-x", "-f", "-", "-C", "/workspace"]),
+                    attach_stdin: Some(true),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    user: Some(self.user.as_str()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| SandboxError::Unavailable(format!("cannot create upload exec: {e}")))?;
+        let started = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| SandboxError::Unavailable(format!("cannot start upload exec: {e}")))?;
+        let StartExecResults::Attached {
+            mut output,
+            mut input,
+        } = started
+        else {
+            return Err(SandboxError::Upload("exec did not attach".into()));
+        };
+        let transfer = async {
+            input.write_all(&tar).await?;
+            input.flush().await?;
+            // tar stops at the archive's end marker; shutting down also closes its stdin.
+            input.shutdown().await?;
+            Ok::<_, std::io::Error>(())
+        };
+        let mut messages = Vec::new();
+        let drain = async {
+            while let Some(item) = output.next().await {
+                match item {
+                    Ok(m) if messages.len() < 4096 => messages.extend_from_slice(m.as_ref()),
+                    Ok(_) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            Ok(())
+        };
+        let result = tokio::time::timeout(Duration::from_secs(120), async {
+            let (t, d) = tokio::join!(transfer, drain);
+            t.map_err(|e| e.to_string())?;
+            d
+        })
+        .await;
+        match result {
+            Err(_) => return Err(SandboxError::Upload("timed out after 120 s".into())),
+            Ok(Err(e)) => return Err(SandboxError::Upload(e)),
+            Ok(Ok(())) => {}
+        }
+        let code = self.exit_code(&exec.id).await?;
+        if code != 0 {
+            return Err(SandboxError::Upload(format!(
+                "tar exited with {code}: {}",
+                String::from_utf8_lossy(&messages).trim()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs `/bin/sh -c command` in `/workspace` with `env` (`NAME=value` strings). At `timeout`
+    /// the whole sandbox is killed and the outcome says `timed_out`.
+    pub async fn exec(
+        &self,
+        command: &str,
+        env: &[String],
+        timeout: Duration,
+        progress: &Progress,
+    ) -> Result<ExecOutcome, SandboxError> {
+        let started = Instant::now();
+        let exec = self
+            .docker
+            .create_exec(
+                &self.id,
+                CreateExecOptions {
+                    cmd: Some(vec!["/bin/sh".to_string(), "-c".into(), command.into()]),
+                    env: Some(env.to_vec()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    user: Some(self.user.clone()),
+                    working_dir: Some("/workspace".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| SandboxError::Failed(format!("cannot create exec: {e}")))?;
+        let StartExecResults::Attached { mut output, input } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| SandboxError::Failed(format!("cannot start exec: {e}")))?
+        else {
+            return Err(SandboxError::Failed("exec did not attach".into()));
+        };
+        drop(input);
+        let mut stdout = Capture::new(self.keep_bytes);
+        let mut stderr = Capture::new(self.keep_bytes);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut timed_out = false;
+        loop {
+            tokio::select! {
+                item = output.next() => match item {
+                    None => break,
+                    Some(Ok(LogOutput::StdOut { message })) | Some(Ok(LogOutput::Console { message })) => {
+                        stdout.push(&message);
+                        progress.stdout_bytes.store(stdout.total, Ordering::Relaxed);
+                    }
+                    Some(Ok(LogOutput::StdErr { message })) => {
+                        stderr.push(&message);
+                        progress.stderr_bytes.store(stderr.total, Ordering::Relaxed);
+                    }
+                    Some(Ok(LogOutput::StdIn { .. })) => {}
+                    Some(Err(e)) => {
+                        return Err(SandboxError::Failed(format!("output stream broke: {e}")));
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    timed_out = true;
+                    // Killing the container kills every process in it, including any that
+                    // double-forked or ignore SIGTERM.
+                    self.kill().await;
+                    break;
+                }
+            }
+        }
+        let duration = started.elapsed();
+        let (exit_code, oom_killed) = if timed_out {
+            (KILLED_EXIT_CODE, false)
+        } else {
+            let code = self.exit_code(&exec.id).await?;
+            let oom = code == KILLED_EXIT_CODE && self.oom_kills().await > 0;
+            (code, oom)
+        };
+        Ok(ExecOutcome {
+            stdout: stdout.buf,
+            stderr: stderr.buf,
+            stdout_bytes: stdout.total,
+            stderr_bytes: stderr.total,
+            exit_code,
+            timed_out,
+            oom_killed,
+            duration,
+        })
+    }
+
+    async fn exit_code(&self, exec_id: &str) -> Result<i64, SandboxError> {
+        // The stream ends when the process closes its output; the exit code follows shortly.
+        for _ in 0..50 {
+            let info = self
+                .docker
+                .inspect_exec(exec_id)
+                .await
+                .map_err(|e| SandboxError::Failed(format!("cannot inspect exec: {e}")))?;
+            if info.running != Some(true)
+                && let Some(code) = info.exit_code
+            {
+                return Ok(code);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(SandboxError::Failed(
+            "exit code never became available".into(),
+        ))
+    }
+
+    /// How many times the kernel OOM-killed a process in this sandbox (cgroup v1 or v2).
+    async fn oom_kills(&self) -> u64 {
+        let script =
+            "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null";
+        let Ok(exec) = self
+            .docker
+            .create_exec(
+                &self.id,
+                CreateExecOptions {
+                    cmd: Some(vec!["/bin/sh", "-c", script]),
+                    attach_stdout: Some(true),
+                    user: Some(self.user.as_str()),
+                    ..Default::default()
+                },
+            )
+            .await
+        else {
+            return 0;
+        };
+        let Ok(StartExecResults::Attached { mut output, .. }) =
+            self.docker.start_exec(&exec.id, None).await
+        else {
+            return 0;
+        };
+        let mut text = Vec::new();
+        while let Some(Ok(m)) = output.next().await {
+            text.extend_from_slice(m.as_ref());
+        }
+        String::from_utf8_lossy(&text)
+            .lines()
+            .filter_map(|l| l.strip_prefix("oom_kill "))
+            .filter_map(|n| n.trim().parse::<u64>().ok())
+            .sum()
+    }
+
+    /// Kills and removes the container at once (idempotent).
+    pub async fn kill(&self) {
+        if self.removed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        remove(&self.docker, &self.id).await;
+    }
+
+    /// Removes the container; the end of every sandbox's life.
+    pub async fn destroy(&self) {
+        self.kill().await;
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if self.removed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Dropped without destroy(): cancelled mid-await or an error path. Remove in the
+        // background; the runtime outlives the activity.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let docker = self.docker.clone();
+            let id = self.id.clone();
+            handle.spawn(async move { remove(&docker, &id).await });
+        }
+    }
+}
+
+async fn remove(docker: &Docker, id: &str) {
+    let opts = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    for attempt in 0..3 {
+        match docker.remove_container(id, Some(opts.clone())).await {
+            Ok(()) => return,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return,
+            // 409: removal already in progress.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => return,
+            Err(e) => {
+                tracing::warn!(container = id, attempt, error = %e, "sandbox removal failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Keeps the first `keep` bytes of a stream and counts all of them.
+struct Capture {
+    buf: Vec<u8>,
+    total: u64,
+    keep: usize,
+}
+
+impl Capture {
+    fn new(keep: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            total: 0,
+            keep,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.total += bytes.len() as u64;
+        let room = self.keep.saturating_sub(self.buf.len());
+        self.buf.extend_from_slice(&bytes[..room.min(bytes.len())]);
+    }
+}
+
+fn ulimit(name: &str, value: i64) -> ResourcesUlimits {
+    ResourcesUlimits {
+        name: Some(name.into()),
+        soft: Some(value),
+        hard: Some(value),
+    }
+}
+
+/// `uid:gid` as numbers, for tmpfs ownership; nobody (65534) when not numeric.
+pub fn parse_user(user: &str) -> (u64, u64) {
+    let mut it = user.split(':');
+    let uid = it.next().and_then(|u| u.parse().ok()).unwrap_or(65534);
+    let gid = it.next().and_then(|g| g.parse().ok()).unwrap_or(uid);
+    (uid, gid)
+}
+
+fn describe_create_error(image: &str, e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        } => format!(
+            "sandbox image {image:?} is missing on the Docker engine; build it with `ae-worker image build`"
+        ),
+        other => format!("cannot create sandbox: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_keeps_a_bounded_prefix_and_counts_everything() {
+        let mut c = Capture::new(5);
+        c.push(b"abc");
+        c.push(b"defgh");
+        c.push(b"ij");
+        assert_eq!(c.buf, b"abcde");
+        assert_eq!(c.total, 10);
+    }
+
+    #[test]
+    fn parses_numeric_users() {
+        assert_eq!(parse_user("1000:1001"), (1000, 1001));
+        assert_eq!(parse_user("1000"), (1000, 1000));
+        assert_eq!(parse_user("nobody"), (65534, 65534));
+    }
+}

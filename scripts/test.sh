@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every test. The end-to-end tests start their own Temporal dev server and Redis on free
+# ports and talk to the local Docker engine; nothing needs to be running beforehand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+
+# The e2e harness runs the real binaries, so build them before the tests.
+cargo build --workspace --bins
+cargo test --workspace --no-fail-fast -- --test-threads="${AE_TEST_THREADS:-4}"
+
+# Nothing the tests started may be left behind: every test worker labels its sandboxes with an
+# owner starting with ae-test-.
+left=$(docker ps -a --filter label=ae.managed=true --format '{{.ID}} {{.Label "ae.owner"}}' | grep ' ae-test-' || true)
+if [ -n "$left" ]; then
+  echo "sandboxes left behind by the tests:" >&2
+  echo "$left" >&2
+  exit 1
+fi
+echo "test.sh: no sandbox left behind"

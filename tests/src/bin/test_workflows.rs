@@ -1,0 +1,24 @@
+//! Hosts the test workflow on `ae-tests`. Started by the harness; not part of the product.
+
+use ae_tests::workflows::{RunActivityWorkflow, TEST_WORKFLOW_QUEUE};
+use std::str::FromStr;
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_env_filter("warn").init();
+    let address = std::env::var("TEMPORAL_ADDRESS")?;
+    let opts = ConnectionOptions::new(Url::from_str(&format!("http://{address}"))?)
+        .identity("ae-test-workflows".to_string())
+        .build();
+    let connection = Connection::connect(opts).await?;
+    let client = Client::new(connection, ClientOptions::new("default").build())?;
+    let runtime = Runtime::from_current_tokio(Default::default())?;
+    let options = WorkerOptions::new(TEST_WORKFLOW_QUEUE)
+        .register_workflow::<RunActivityWorkflow>()?
+        .build();
+    let mut worker = Worker::new(&runtime, client, options)?;
+    worker.run().await?;
+    Ok(())
+}

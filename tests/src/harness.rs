@@ -1,0 +1,346 @@
+//! The shared test environment: Redis, a Temporal dev server, the real `ae-worker` and the test
+//! workflow host, each started once per test binary on free ports.
+//!
+//! Every child runs under a tiny `sh` watchdog that kills it when this test process's end of
+//! a pipe closes, so nothing outlives the test binary even when it panics or is killed. Logs go
+//! to `target/e2e-logs/<binary>-<pid>/`.
+
+use crate::workflows::{Outcome, RunActivity, RunActivityWorkflow, TEST_WORKFLOW_QUEUE};
+use serde_json::Value;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::str::FromStr;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use temporalio_client::{
+    Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowGetResultOptions,
+    WorkflowStartOptions,
+};
+
+/// The task queue the worker under test polls (the product default).
+pub const WORKER_QUEUE: &str = ae_workflows_spec::TASK_QUEUE;
+
+/// The running services.
+pub struct Harness {
+    /// host:port of the Temporal frontend.
+    pub temporal_address: String,
+    /// URL of the Redis server.
+    pub redis_url: String,
+    /// Identity of the worker under test; also its sandboxes' owner label.
+    pub worker_identity: String,
+    /// Where the children's logs are.
+    pub log_dir: PathBuf,
+    /// Write ends of the watchdog pipes: closing them (at exit) kills the children.
+    _lifelines: Mutex<Vec<(Child, ChildStdin)>>,
+}
+
+static HARNESS: OnceLock<Harness> = OnceLock::new();
+
+/// The environment, started on first use.
+pub fn harness() -> &'static Harness {
+    HARNESS.get_or_init(|| Harness::start().unwrap_or_else(|e| panic!("test harness: {e:#}")))
+}
+
+impl Harness {
+    fn start() -> anyhow::Result<Harness> {
+        let bin_dir = bin_dir()?;
+        let exe = std::env::current_exe()?;
+        let name = exe.file_name().unwrap_or_default().to_string_lossy();
+        let log_dir = bin_dir
+            .join("e2e-logs")
+            .join(format!("{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&log_dir)?;
+        let mut lifelines = Vec::new();
+
+        let redis_port = free_port()?;
+        lifelines.push(spawn(
+            Command::new("redis-server").args([
+                "--port",
+                &redis_port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ]),
+            &log_dir.join("redis.log"),
+        )?);
+        wait_for_port(redis_port, Duration::from_secs(20), "redis-server")?;
+
+        let temporal_port = free_port()?;
+        let ui_port = free_port()?;
+        lifelines.push(spawn(
+            Command::new("temporal").args([
+                "server",
+                "start-dev",
+                "--headless",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                &temporal_port.to_string(),
+                "--ui-port",
+                &ui_port.to_string(),
+                "--log-level",
+                "warn",
+            ]),
+            &log_dir.join("temporal.log"),
+        )?);
+        wait_for_port(temporal_port, Duration::from_secs(60), "temporal server")?;
+        let temporal_address = format!("127.0.0.1:{temporal_port}");
+        let redis_url = format!("redis://127.0.0.1:{redis_port}");
+
+        let worker = bin_dir.join("ae-worker");
+        ensure_image(&worker)?;
+        let worker_identity = format!(
+            "ae-test-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        lifelines.push(spawn(
+            Command::new(&worker)
+                .arg("run")
+                .env("TEMPORAL_ADDRESS", &temporal_address)
+                .env("REDIS_URL", &redis_url)
+                .env("AE_WORKER_IDENTITY", &worker_identity)
+                .env("RUST_LOG", "info"),
+            &log_dir.join("worker.log"),
+        )?);
+        lifelines.push(spawn(
+            Command::new(bin_dir.join("ae-test-workflows"))
+                .env("TEMPORAL_ADDRESS", &temporal_address),
+            &log_dir.join("test-workflows.log"),
+        )?);
+        Ok(Harness {
+            temporal_address,
+            redis_url,
+            worker_identity,
+            log_dir,
+            _lifelines: Mutex::new(lifelines),
+        })
+    }
+
+    /// A fresh client (one per test: each test has its own tokio runtime).
+    pub async fn client(&self) -> Client {
+        let url = Url::from_str(&format!("http://{}", self.temporal_address)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let opts = ConnectionOptions::new(url.clone())
+                .identity("ae-tests".to_string())
+                .build();
+            match Connection::connect(opts).await {
+                Ok(conn) => {
+                    return Client::new(conn, ClientOptions::new("default").build()).unwrap();
+                }
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => panic!("cannot connect to the test Temporal server: {e}"),
+            }
+        }
+    }
+
+    /// A Redis connection to the test server.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis_url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connection")
+    }
+}
+
+/// Options for [`run_activity`].
+#[derive(Debug, Clone)]
+pub struct RunOpts {
+    /// Queue the activity is scheduled on (default: the worker's).
+    pub task_queue: String,
+    pub start_to_close: Duration,
+    pub heartbeat: Duration,
+    pub max_attempts: u32,
+    pub cancel_after: Option<Duration>,
+}
+
+impl Default for RunOpts {
+    fn default() -> Self {
+        Self {
+            task_queue: WORKER_QUEUE.into(),
+            start_to_close: Duration::from_secs(120),
+            heartbeat: Duration::from_secs(10),
+            max_attempts: 1,
+            cancel_after: None,
+        }
+    }
+}
+
+/// Runs the test workflow, which schedules `activity` by name on the worker's task queue, and
+/// returns what the workflow saw plus the workflow id. Also asserts that no sandbox of that
+/// workflow is left once it is done.
+pub async fn run_activity(activity: &str, input: Value, opts: RunOpts) -> (Outcome, String) {
+    let h = harness();
+    let client = h.client().await;
+    let workflow_id = format!("test-{}", uuid::Uuid::new_v4());
+    let req = RunActivity {
+        activity: activity.into(),
+        input,
+        task_queue: opts.task_queue.clone(),
+        start_to_close_ms: opts.start_to_close.as_millis() as u64,
+        heartbeat_ms: opts.heartbeat.as_millis() as u64,
+        max_attempts: opts.max_attempts,
+        cancel_after_ms: opts.cancel_after.map(|d| d.as_millis() as u64),
+    };
+    let handle = client
+        .start_workflow(
+            RunActivityWorkflow::run,
+            req,
+            WorkflowStartOptions::new(TEST_WORKFLOW_QUEUE, &workflow_id)
+                .execution_timeout(Duration::from_secs(300))
+                .build(),
+        )
+        .await
+        .expect("start test workflow");
+    let outcome = handle
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "test workflow {workflow_id} failed: {e:?}; logs in {:?}",
+                h.log_dir
+            )
+        });
+    // Removal is awaited before the activity returns, but a Drop-path removal is asynchronous.
+    let left = wait_for_no_sandboxes("ae.workflow-id", &workflow_id, Duration::from_secs(5)).await;
+    assert!(
+        left.is_empty(),
+        "sandboxes left behind by {workflow_id}: {left:?}"
+    );
+    (outcome, workflow_id)
+}
+
+/// `safeExecuteCode` with default options.
+pub async fn safe_execute(input: Value) -> Outcome {
+    run_activity("safeExecuteCode", input, RunOpts::default())
+        .await
+        .0
+}
+
+/// Container ids (including stopped ones) carrying `label=value`.
+pub async fn sandboxes_with_label(label: &str, value: &str) -> Vec<String> {
+    let docker = bollard::Docker::connect_with_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+    let filters =
+        std::collections::HashMap::from([("label".to_string(), vec![format!("{label}={value}")])]);
+    let opts = bollard::query_parameters::ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    docker
+        .list_containers(Some(opts))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect()
+}
+
+/// Polls until no container carries `label=value`, or the time is up; returns what is left.
+pub async fn wait_for_no_sandboxes(label: &str, value: &str, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = sandboxes_with_label(label, value).await;
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The directory holding the workspace's binaries (`target/debug`).
+fn bin_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    for bin in ["ae-worker", "ae-test-workflows"] {
+        anyhow::ensure!(
+            dir.join(bin).exists(),
+            "{} is missing: build the binaries first (`cargo build --workspace --bins`, or use scripts/test.sh)",
+            dir.join(bin).display()
+        );
+    }
+    Ok(dir)
+}
+
+/// Builds the default sandbox image when the engine lacks it.
+fn ensure_image(worker: &Path) -> anyhow::Result<()> {
+    let image = std::env::var("AE_SANDBOX_IMAGE").unwrap_or_else(|_| "ae-sandbox:latest".into());
+    let present = Command::new("docker")
+        .args(["image", "inspect", &image])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?
+        .success();
+    if !present {
+        let status = Command::new(worker)
+            .args(["image", "build", "--tag", &image])
+            .status()?;
+        anyhow::ensure!(status.success(), "ae-worker image build failed");
+    }
+    Ok(())
+}
+
+/// Starts `cmd` under a watchdog: `sh` runs it in the background and kills it (TERM, then KILL)
+/// as soon as its stdin, a pipe held by this process, reaches end of file.
+fn spawn(cmd: &mut Command, log: &Path) -> anyhow::Result<(Child, ChildStdin)> {
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let envs: Vec<_> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())))
+        .collect();
+    let out = std::fs::File::create(log)?;
+    let script = r#""$@" <&- & child=$!
+read _ignored
+kill -TERM "$child" 2>/dev/null
+for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+  kill -0 "$child" 2>/dev/null || exit 0
+  sleep 0.5
+done
+kill -KILL "$child" 2>/dev/null"#;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("watchdog")
+        .arg(&program)
+        .args(&args)
+        .envs(envs)
+        .stdin(Stdio::piped())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {program:?}: {e}"))?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.flush()?;
+    Ok((child, stdin))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_for_port(port: u16, within: Duration, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    anyhow::bail!("{what} did not listen on port {port} within {within:?}")
+}

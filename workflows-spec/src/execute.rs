@@ -1,0 +1,107 @@
+//! Input, output and heartbeat shapes of `safeExecuteCode` (seed 001's activity signature).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Default command timeout when the caller gives none, as in seed 001.
+pub const DEFAULT_TIMEOUT_MS: u64 = 60_000;
+
+/// Input of `safeExecuteCode`. Unknown fields are refused: a misspelt `timout` silently ignored
+/// would be worse than an error for a tool whose job is safety.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SafeExecuteCodeInput {
+    /// Names the budget this execution is charged to (`budget:<runId>` in Redis).
+    pub run_id: String,
+    /// Run as `/bin/sh -c <command>` in `/workspace` of a fresh sandbox.
+    pub command: String,
+    /// Files written into `/workspace` before the command runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workspace_files: Vec<WorkspaceFile>,
+    /// Milliseconds before the sandbox is killed; default 60000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+    /// Hosts the command may reach. None or empty: no network at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_domains: Option<Vec<String>>,
+    /// The command's environment. Every value is also redacted from the outputs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+}
+
+impl SafeExecuteCodeInput {
+    /// A minimal input: a run and a command, everything else defaulted.
+    pub fn new(run_id: impl Into<String>, command: impl Into<String>) -> Self {
+        Self {
+            run_id: run_id.into(),
+            command: command.into(),
+            workspace_files: Vec::new(),
+            timeout: None,
+            allowed_domains: None,
+            env: BTreeMap::new(),
+        }
+    }
+}
+
+/// One file written into the sandbox before the command runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkspaceFile {
+    /// Relative to `/workspace`, or absolute under it. Anything else is InvalidInput.
+    pub path: String,
+    /// The file's text.
+    pub content: String,
+}
+
+/// Result of one command. A non-zero exit or a timeout is a normal result, not a failure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionResult {
+    /// Standard output, redacted, at most the configured cap.
+    pub stdout: String,
+    /// Standard error, redacted, at most the configured cap.
+    pub stderr: String,
+    /// The command's exit code (137 when it was killed).
+    pub exit_code: i64,
+    /// True when the command was killed at its timeout.
+    pub timed_out: bool,
+    /// USD charged to the run's budget for this execution.
+    pub cost: f64,
+    /// USD left in the run's budget after the charge.
+    pub budget_remaining: f64,
+    /// Wall time of the sandboxed run, milliseconds.
+    pub duration_ms: u64,
+    /// True when stdout was cut at the cap.
+    #[serde(default)]
+    pub stdout_truncated: bool,
+    /// True when stderr was cut at the cap.
+    #[serde(default)]
+    pub stderr_truncated: bool,
+    /// Bytes the command wrote to stdout, including any cut.
+    #[serde(default)]
+    pub stdout_bytes: u64,
+    /// Bytes the command wrote to stderr, including any cut.
+    #[serde(default)]
+    pub stderr_bytes: u64,
+    /// How many secrets were replaced by `[REDACTED:<TYPE>]` in stdout and stderr.
+    #[serde(default)]
+    pub redactions: u64,
+    /// True when the kernel's OOM killer killed a process of the command.
+    #[serde(default)]
+    pub oom_killed: bool,
+}
+
+/// Heartbeat details while a command runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionHeartbeat {
+    /// `starting`, `running` or `finishing`.
+    pub status: String,
+    /// Milliseconds since the activity attempt started.
+    pub elapsed_ms: u64,
+    /// Bytes the command has written to stdout so far.
+    pub stdout_bytes: u64,
+    /// Bytes the command has written to stderr so far.
+    pub stderr_bytes: u64,
+}

@@ -1,0 +1,68 @@
+//! The failure types callers match on.
+//!
+//! Each activity failure is a Temporal application failure whose `type` is one of these names,
+//! so a TypeScript `ApplicationFailure.type` or Python `ApplicationError.type` check works.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Application failure type names raised by this worker's activities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum FailureType {
+    /// The policy refused the command; the message names the rule.
+    PolicyViolation,
+    /// The policy says the action needs a human approval.
+    ApprovalRequired,
+    /// The charge would take the run's spend past its limit.
+    BudgetExceeded,
+    /// No budget for the run and the default budget is disabled.
+    BudgetNotFound,
+    /// Malformed input: missing fields, bad paths, oversized files.
+    InvalidInput,
+    /// Docker is unreachable or the image is missing. Retryable.
+    SandboxUnavailable,
+    /// Redis is unreachable. Retryable: nothing runs without a budget check.
+    BudgetStoreUnavailable,
+}
+
+impl FailureType {
+    /// Every type, for docs and schema.
+    pub const ALL: [FailureType; 7] = [
+        FailureType::PolicyViolation,
+        FailureType::ApprovalRequired,
+        FailureType::BudgetExceeded,
+        FailureType::BudgetNotFound,
+        FailureType::InvalidInput,
+        FailureType::SandboxUnavailable,
+        FailureType::BudgetStoreUnavailable,
+    ];
+
+    /// The wire name, e.g. `PolicyViolation`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureType::PolicyViolation => "PolicyViolation",
+            FailureType::ApprovalRequired => "ApprovalRequired",
+            FailureType::BudgetExceeded => "BudgetExceeded",
+            FailureType::BudgetNotFound => "BudgetNotFound",
+            FailureType::InvalidInput => "InvalidInput",
+            FailureType::SandboxUnavailable => "SandboxUnavailable",
+            FailureType::BudgetStoreUnavailable => "BudgetStoreUnavailable",
+        }
+    }
+
+    /// Whether Temporal may retry the activity after this failure. Only infrastructure outages
+    /// are worth retrying; a refused command or an empty budget stays refused.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            FailureType::SandboxUnavailable | FailureType::BudgetStoreUnavailable
+        )
+    }
+}
+
+impl fmt::Display for FailureType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
