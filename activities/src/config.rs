@@ -39,6 +39,8 @@ pub struct SandboxConfig {
     pub tmp_size: String,
     /// Kept bytes of each output stream; the rest is counted and dropped.
     pub output_cap_bytes: usize,
+    /// Largest serialised result; keeps both streams together under Temporal's payload limit.
+    pub max_result_bytes: usize,
     /// Longest timeout a caller may ask for.
     pub max_timeout: Duration,
     /// Largest single workspace file.
@@ -61,6 +63,7 @@ impl Default for SandboxConfig {
             workspace_size: "256m".into(),
             tmp_size: "64m".into(),
             output_cap_bytes: 1024 * 1024,
+            max_result_bytes: 1536 * 1024,
             max_timeout: Duration::from_secs(60 * 60),
             max_file_bytes: 5 * 1024 * 1024,
             max_total_file_bytes: 20 * 1024 * 1024,
@@ -94,7 +97,7 @@ pub struct ConfigError {
 
 impl Config {
     /// Defaults overridden by `REDIS_URL`, `AE_SANDBOX_IMAGE`, `AE_COST_PER_EXECUTION`,
-    /// `AE_DEFAULT_BUDGET`, `AE_OUTPUT_CAP_BYTES`, `AE_SANDBOX_MEMORY_BYTES`,
+    /// `AE_DEFAULT_BUDGET`, `AE_OUTPUT_CAP_BYTES`, `AE_MAX_RESULT_BYTES`, `AE_SANDBOX_MEMORY_BYTES`,
     /// `AE_SANDBOX_PIDS_LIMIT`, `AE_SANDBOX_NANO_CPUS`, `AE_MAX_TIMEOUT_MS`.
     pub fn from_env() -> Result<Config, ConfigError> {
         let mut c = Config::default();
@@ -107,6 +110,7 @@ impl Config {
         c.cost_per_execution = parse_usd("AE_COST_PER_EXECUTION", c.cost_per_execution)?;
         c.default_budget = parse_usd("AE_DEFAULT_BUDGET", c.default_budget)?;
         c.sandbox.output_cap_bytes = parse("AE_OUTPUT_CAP_BYTES", c.sandbox.output_cap_bytes)?;
+        c.sandbox.max_result_bytes = parse("AE_MAX_RESULT_BYTES", c.sandbox.max_result_bytes)?;
         c.sandbox.memory_bytes = parse("AE_SANDBOX_MEMORY_BYTES", c.sandbox.memory_bytes)?;
         c.sandbox.pids_limit = parse("AE_SANDBOX_PIDS_LIMIT", c.sandbox.pids_limit)?;
         c.sandbox.nano_cpus = parse("AE_SANDBOX_NANO_CPUS", c.sandbox.nano_cpus)?;

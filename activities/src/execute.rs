@@ -247,7 +247,7 @@ impl Engine {
         let cap = self.config.sandbox.output_cap_bytes;
         let (stdout, out_cut, n_out) = finish_stream(&o.stdout, o.stdout_bytes, cap, redactor);
         let (stderr, err_cut, n_err) = finish_stream(&o.stderr, o.stderr_bytes, cap, redactor);
-        ExecutionResult {
+        let mut result = ExecutionResult {
             stdout,
             stderr,
             exit_code: o.exit_code,
@@ -261,7 +261,39 @@ impl Engine {
             stderr_bytes: o.stderr_bytes,
             redactions: (n_out + n_err) as u64,
             oom_killed: o.oom_killed,
+        };
+        fit_payload(&mut result, self.config.sandbox.max_result_bytes);
+        result
+    }
+}
+
+/// Shrinks the longer stream until the serialised result fits `max` bytes. Temporal refuses
+/// payloads over its blob limit (2 MB by default), and JSON escaping can make binary output
+/// several times longer than its bytes, so the per-stream cap alone is not enough.
+pub fn fit_payload(result: &mut ExecutionResult, max: usize) {
+    loop {
+        let size = serde_json::to_vec(&*result).map(|v| v.len()).unwrap_or(0);
+        if size <= max {
+            return;
         }
+        let excess = size - max;
+        let (text, cut) = if result.stdout.len() >= result.stderr.len() {
+            (&mut result.stdout, &mut result.stdout_truncated)
+        } else {
+            (&mut result.stderr, &mut result.stderr_truncated)
+        };
+        if text.is_empty() {
+            return;
+        }
+        // Escaped characters take up to 6 bytes each: cut at least a sixth of the excess.
+        let mut end = text
+            .len()
+            .saturating_sub((excess / 6).max(1).max(excess.min(text.len()) / 2));
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        *cut = true;
     }
 }
 
@@ -520,6 +552,33 @@ mod tests {
         assert_eq!(n, 1);
         assert!(out.len() <= 100);
         assert!(!out.contains("sk-abc"), "{out}");
+    }
+
+    #[test]
+    fn results_are_shrunk_to_fit_the_payload_limit() {
+        let mut r = ExecutionResult {
+            stdout: "a".repeat(1_000_000),
+            stderr: "\u{1}".repeat(500_000),
+            exit_code: 0,
+            timed_out: false,
+            cost: 0.01,
+            budget_remaining: 1.0,
+            duration_ms: 1,
+            stdout_truncated: false,
+            stderr_truncated: false,
+            stdout_bytes: 1_000_000,
+            stderr_bytes: 500_000,
+            redactions: 0,
+            oom_killed: false,
+        };
+        fit_payload(&mut r, 1_500_000);
+        assert!(serde_json::to_vec(&r).unwrap().len() <= 1_500_000);
+        assert!(r.stderr_truncated || r.stdout_truncated);
+        assert!(
+            r.stdout.len() > 100_000,
+            "stdout kept what fits: {}",
+            r.stdout.len()
+        );
     }
 
     #[test]

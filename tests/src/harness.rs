@@ -152,6 +152,53 @@ impl Harness {
     }
 }
 
+/// An extra `ae-worker` on its own task queue, stopped when dropped.
+pub struct ExtraWorker {
+    /// The queue it polls.
+    pub task_queue: String,
+    /// Its identity (sandbox owner label).
+    pub identity: String,
+    lifeline: Option<(Child, ChildStdin)>,
+}
+
+impl Drop for ExtraWorker {
+    fn drop(&mut self) {
+        if let Some((mut child, stdin)) = self.lifeline.take() {
+            drop(stdin);
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts another real worker with `env` overrides (e.g. an unreachable Docker or Redis) on a
+/// fresh task queue, so a test can see how the product behaves when its dependencies fail.
+pub fn start_worker(env: &[(&str, &str)]) -> ExtraWorker {
+    let h = harness();
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let task_queue = format!("extra-{suffix}");
+    let identity = format!("ae-test-extra-{suffix}");
+    let mut cmd = Command::new(bin_dir().unwrap().join("ae-worker"));
+    cmd.arg("run")
+        .env("TEMPORAL_ADDRESS", &h.temporal_address)
+        .env("REDIS_URL", &h.redis_url)
+        .env("AE_TASK_QUEUE", &task_queue)
+        .env("AE_WORKER_IDENTITY", &identity)
+        .env("RUST_LOG", "info");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let lifeline = spawn(
+        &mut cmd,
+        &h.log_dir.join(format!("worker-{task_queue}.log")),
+    )
+    .expect("start extra worker");
+    ExtraWorker {
+        task_queue,
+        identity,
+        lifeline: Some(lifeline),
+    }
+}
+
 /// Options for [`run_activity`].
 #[derive(Debug, Clone)]
 pub struct RunOpts {

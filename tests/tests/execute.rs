@@ -314,3 +314,20 @@ async fn path_traversal_and_missing_fields_are_invalid_input() {
         assert!(e.non_retryable, "{input}");
     }
 }
+
+#[tokio::test]
+async fn flooding_both_streams_with_binary_still_returns_a_result() {
+    // Two full streams of NUL bytes escape to six times their size in JSON: far past Temporal's
+    // 2 MB payload limit unless the worker bounds the whole result.
+    let o = safe_execute(json!({
+        "runId": run_id("flood2"),
+        "command": "head -c 3000000 /dev/zero; head -c 3000000 /dev/zero >&2"
+    }))
+    .await;
+    let r = result(&o);
+    assert_eq!(r["stdoutTruncated"], true);
+    assert_eq!(r["stderrTruncated"], true);
+    assert_eq!(r["stdoutBytes"], 3_000_000);
+    assert_eq!(r["exitCode"], 0);
+    assert!(serde_json::to_vec(r).unwrap().len() <= 1536 * 1024);
+}
