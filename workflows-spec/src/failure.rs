@@ -24,11 +24,15 @@ pub enum FailureType {
     SandboxUnavailable,
     /// Redis is unreachable. Retryable: nothing runs without a budget check.
     BudgetStoreUnavailable,
+    /// An approval was given but could not be verified against the workflow's signals.
+    ApprovalInvalid,
+    /// Workspace files contain hardcoded credentials; the message names file and line.
+    SecretsDetected,
 }
 
 impl FailureType {
     /// Every type, for docs and schema.
-    pub const ALL: [FailureType; 7] = [
+    pub const ALL: [FailureType; 9] = [
         FailureType::PolicyViolation,
         FailureType::ApprovalRequired,
         FailureType::BudgetExceeded,
@@ -36,6 +40,8 @@ impl FailureType {
         FailureType::InvalidInput,
         FailureType::SandboxUnavailable,
         FailureType::BudgetStoreUnavailable,
+        FailureType::ApprovalInvalid,
+        FailureType::SecretsDetected,
     ];
 
     /// The wire name, e.g. `PolicyViolation`.
@@ -48,6 +54,8 @@ impl FailureType {
             FailureType::InvalidInput => "InvalidInput",
             FailureType::SandboxUnavailable => "SandboxUnavailable",
             FailureType::BudgetStoreUnavailable => "BudgetStoreUnavailable",
+            FailureType::ApprovalInvalid => "ApprovalInvalid",
+            FailureType::SecretsDetected => "SecretsDetected",
         }
     }
 

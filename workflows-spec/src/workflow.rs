@@ -1,0 +1,282 @@
+//! `buildAndDeployWorkflow`: seed 001's flow with a human in the loop.
+//!
+//! Install, test and build run as one `safeExecuteBatch` (one sandbox, so `npm test` sees what
+//! `npm install` wrote). Then the workflow publishes the deployment plan through the
+//! `pendingApproval` query and waits for an `approveDeployment` or `rejectDeployment` signal
+//! (from the `temporal` CLI, the Web UI, or `ae-worker approve`), at most `approvalTimeoutSecs`
+//! (default 24 h). A rejection or a timeout ends the workflow with a typed failure
+//! (`DeploymentRejected`, `ApprovalTimeout`) and deploys nothing. An approval is passed to
+//! `deployWithApproval`, which re-verifies it against this workflow's signal history.
+
+use crate::activities::{DeployWithApproval, SafeExecuteBatch};
+use crate::batch::{BatchCommand, SafeExecuteBatchInput};
+use crate::deploy::{
+    Approval, ApproveDeployment, DeployWithApprovalInput, DeploymentPlan, RejectDeployment,
+};
+use crate::execute::WorkspaceFile;
+use futures::FutureExt;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use temporalio_common::RetryPolicy;
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::error::ApplicationFailure;
+use temporalio_sdk::{
+    ActivityOptions, SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult,
+};
+
+/// Input of `buildAndDeployWorkflow` (seed 001's `{runId, projectPath, deployPlatform}` plus the
+/// project files and optional command overrides).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildAndDeployInput {
+    /// Names the budget.
+    pub run_id: String,
+    /// `vercel` or `netlify` (or any platform the deploy command targets).
+    pub deploy_platform: String,
+    /// Informational, as in seed 001.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_path: Option<String>,
+    /// The project's files.
+    #[serde(default)]
+    pub workspace_files: Vec<WorkspaceFile>,
+    /// Default `npm install`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install_command: Option<String>,
+    /// Default `npm test`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_command: Option<String>,
+    /// Default `npm run build`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_command: Option<String>,
+    /// Default `<platform> deploy --prod`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_command: Option<String>,
+    /// Environment of the deploy (tokens); redacted everywhere.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deploy_env: BTreeMap<String, String>,
+    /// How long to wait for a decision; default 86400 (24 h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_timeout_secs: Option<u64>,
+}
+
+/// Output of `buildAndDeployWorkflow`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildAndDeployResult {
+    /// The deploy exited 0.
+    pub success: bool,
+    /// The deployment URL, if the output had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// USD charged for build and deploy.
+    pub total_cost: f64,
+    /// USD left.
+    pub budget_remaining: f64,
+    /// Who approved.
+    pub approved_by: String,
+    /// The identity the server stored with the approval signal.
+    pub approver_identity: String,
+}
+
+/// A decision an operator sent.
+#[derive(Debug, Clone)]
+enum Decision {
+    Approved(ApproveDeployment),
+    Rejected(RejectDeployment),
+}
+
+/// The reference workflow.
+#[workflow]
+#[derive(Default)]
+pub struct BuildAndDeployWorkflow {
+    pending: Option<DeploymentPlan>,
+    decision: Option<Decision>,
+}
+
+fn activity_options(minutes: u64) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(minutes * 60))
+        .heartbeat_timeout(Duration::from_secs(30))
+        .retry_policy(
+            RetryPolicy::builder()
+                .maximum_attempts(3)
+                .initial_interval(Duration::from_secs(1))
+                .build(),
+        )
+        .build()
+}
+
+fn fail(kind: &str, message: String) -> ApplicationFailure {
+    ApplicationFailure::builder(message)
+        .type_name(kind.to_string())
+        .non_retryable(true)
+        .build()
+}
+
+#[workflow_methods]
+impl BuildAndDeployWorkflow {
+    /// Install, test, build, wait for approval, deploy.
+    #[run(name = "buildAndDeployWorkflow")]
+    pub async fn run(
+        ctx: &mut WorkflowContext<Self>,
+        input: BuildAndDeployInput,
+    ) -> WorkflowResult<BuildAndDeployResult> {
+        let steps = [
+            (
+                "install",
+                input
+                    .install_command
+                    .clone()
+                    .unwrap_or("npm install".into()),
+            ),
+            (
+                "test",
+                input.test_command.clone().unwrap_or("npm test".into()),
+            ),
+            (
+                "build",
+                input
+                    .build_command
+                    .clone()
+                    .unwrap_or("npm run build".into()),
+            ),
+        ];
+        let batch = ctx
+            .execute_activity(
+                SafeExecuteBatch,
+                SafeExecuteBatchInput {
+                    run_id: input.run_id.clone(),
+                    commands: steps
+                        .iter()
+                        .map(|(_, c)| BatchCommand::Detailed {
+                            command: c.clone(),
+                            timeout: Some(300_000),
+                        })
+                        .collect(),
+                    workspace_files: input.workspace_files.clone(),
+                    timeout: None,
+                    allowed_domains: None,
+                    env: BTreeMap::new(),
+                    stop_on_error: Some(true),
+                },
+                activity_options(20),
+            )
+            .await?;
+        if !batch.succeeded {
+            let i = batch.failed_index.unwrap_or(0);
+            let step = steps.get(i).map(|s| s.0).unwrap_or("build");
+            let stderr = batch
+                .results
+                .get(i)
+                .map(|r| r.stderr.as_str())
+                .unwrap_or("");
+            let tail: String = stderr
+                .chars()
+                .rev()
+                .take(2000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            return Err(fail("BuildFailed", format!("{step} failed: {tail}")).into());
+        }
+
+        let deploy = DeployWithApprovalInput {
+            run_id: input.run_id.clone(),
+            platform: input.deploy_platform.clone(),
+            command: input
+                .deploy_command
+                .clone()
+                .unwrap_or_else(|| format!("{} deploy --prod", input.deploy_platform)),
+            workspace_files: input.workspace_files.clone(),
+            env: input.deploy_env.clone(),
+            allowed_domains: None,
+            approval: None,
+            timeout: Some(300_000),
+        };
+        let plan = DeploymentPlan::of(&deploy);
+        ctx.state_mut(|s| s.pending = Some(plan));
+
+        let wait = Duration::from_secs(input.approval_timeout_secs.unwrap_or(24 * 60 * 60));
+        let decided = {
+            let condition = ctx.wait_condition(|s| s.decision.is_some()).fuse();
+            let timer = ctx.timer(wait).fuse();
+            futures::pin_mut!(condition, timer);
+            futures::select! {
+                r = condition => { r?; true },
+                _ = timer => false,
+            }
+        };
+        ctx.state_mut(|s| s.pending = None);
+        let decision = ctx.state(|s| s.decision.clone());
+        let approval = match (decided, decision) {
+            (true, Some(Decision::Approved(a))) => a,
+            (true, Some(Decision::Rejected(r))) => {
+                return Err(fail(
+                    "DeploymentRejected",
+                    format!("deployment rejected by {}: {}", r.approver, r.reason),
+                )
+                .into());
+            }
+            _ => {
+                return Err(fail(
+                    "ApprovalTimeout",
+                    format!(
+                        "no approval within {} s; nothing was deployed",
+                        wait.as_secs()
+                    ),
+                )
+                .into());
+            }
+        };
+
+        let result = ctx
+            .execute_activity(
+                DeployWithApproval,
+                DeployWithApprovalInput {
+                    approval: Some(Approval {
+                        approver: approval.approver,
+                        comment: approval.comment,
+                    }),
+                    ..deploy
+                },
+                activity_options(10),
+            )
+            .await?;
+        Ok(BuildAndDeployResult {
+            success: result.success,
+            url: result.url,
+            total_cost: batch.total_cost + result.cost,
+            budget_remaining: result.budget_remaining,
+            approved_by: result.approved_by,
+            approver_identity: result.approver_identity,
+        })
+    }
+
+    /// An operator approves. The latest decision wins, as the worker's history check assumes.
+    #[signal(name = "approveDeployment")]
+    pub fn approve_deployment(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        approval: ApproveDeployment,
+    ) {
+        self.decision = Some(Decision::Approved(approval));
+    }
+
+    /// An operator rejects.
+    #[signal(name = "rejectDeployment")]
+    pub fn reject_deployment(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        rejection: RejectDeployment,
+    ) {
+        self.decision = Some(Decision::Rejected(rejection));
+    }
+
+    /// The plan awaiting approval, or null.
+    #[query(name = "pendingApproval")]
+    pub fn pending_approval(&self, _ctx: &WorkflowContextView) -> Option<DeploymentPlan> {
+        self.pending.clone()
+    }
+}
