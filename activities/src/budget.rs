@@ -104,7 +104,8 @@ redis.call('SET', KEYS[4], ARGV[1], 'EX', ttl)
 return {'ok', fmt(new), fmt(lim)}
 "#;
 
-/// Gives back a charge made by [`CHARGE_LUA`], once. KEYS as above; ARGV: ttl seconds.
+/// Gives back (part of) a charge made by [`CHARGE_LUA`]; never more than was charged under that
+/// marker, however often it is called. KEYS as above; ARGV: ttl seconds, amount (empty: all).
 const REFUND_LUA: &str = r#"
 local function fmt(x)
   local s = string.format('%.6f', x)
@@ -117,8 +118,17 @@ local amount = tonumber(redis.call('GET', KEYS[4]) or '')
 local spent = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
 local lim = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
 if not amount then return {'none', fmt(spent), fmt(lim)} end
-redis.call('DEL', KEYS[4])
-local new = spent - amount
+local give = amount
+local asked = tonumber(ARGV[2] or '')
+if asked and asked < amount then give = asked end
+if give < 0 then give = 0 end
+local left = amount - give
+if left <= 1e-9 then
+  redis.call('DEL', KEYS[4])
+else
+  redis.call('SET', KEYS[4], fmt(left), 'EX', ttl)
+end
+local new = spent - give
 if new < 0 then new = 0 end
 redis.call('SET', KEYS[2], fmt(new), 'EX', ttl)
 if new + 1e-9 >= lim then
@@ -201,6 +211,17 @@ impl BudgetStore {
     /// Gives back the charge made under `charge_id`, if any: an execution that failed before its
     /// command started is not charged.
     pub async fn refund(&self, run_id: &str, charge_id: &str) -> Result<BudgetStatus, BudgetError> {
+        self.refund_part(run_id, charge_id, None).await
+    }
+
+    /// Gives back `amount` (at most what is left of the charge), or all of it when None: a
+    /// batch reserves for every command and returns what the commands it did not run cost.
+    pub async fn refund_part(
+        &self,
+        run_id: &str,
+        charge_id: &str,
+        amount: Option<f64>,
+    ) -> Result<BudgetStatus, BudgetError> {
         let keys = Keys::new(run_id, charge_id);
         let mut conn = self.conn.clone();
         let reply: (String, String, String) = self
@@ -210,6 +231,7 @@ impl BudgetStore {
             .key(&keys.exceeded)
             .key(&keys.charge)
             .arg(self.ttl.as_secs().max(1))
+            .arg(amount.map(format_usd).unwrap_or_default())
             .invoke_async(&mut conn)
             .await
             .map_err(|e| BudgetError::Unavailable(e.to_string()))?;

@@ -20,6 +20,14 @@ pub struct Config {
     pub worker_id: String,
     /// Sandbox limits.
     pub sandbox: SandboxConfig,
+    /// When not empty, only these approvers may approve deployments (`AE_APPROVERS`, comma
+    /// separated).
+    pub approvers: Vec<String>,
+    /// `name base64-ed25519-public-key` lines; when set, approvals must be signed
+    /// (`AE_APPROVER_KEYS_FILE`).
+    pub approver_keys_file: Option<std::path::PathBuf>,
+    /// Also append audit records here as JSON lines (`AE_AUDIT_FILE`).
+    pub audit_file: Option<std::path::PathBuf>,
 }
 
 /// Limits and shape of every sandbox.
@@ -82,6 +90,9 @@ impl Default for Config {
             budget_ttl: Duration::from_secs(7 * 24 * 60 * 60),
             worker_id: "ae-worker".into(),
             sandbox: SandboxConfig::default(),
+            approvers: Vec::new(),
+            approver_keys_file: None,
+            audit_file: None,
         }
     }
 }
@@ -104,6 +115,15 @@ impl Config {
         if let Ok(v) = env::var("REDIS_URL") {
             c.redis_url = v;
         }
+        if let Ok(v) = env::var("AE_APPROVERS") {
+            c.approvers = v
+                .split(',')
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty())
+                .collect();
+        }
+        c.approver_keys_file = env::var_os("AE_APPROVER_KEYS_FILE").map(Into::into);
+        c.audit_file = env::var_os("AE_AUDIT_FILE").map(Into::into);
         if let Ok(v) = env::var("AE_SANDBOX_IMAGE") {
             c.sandbox.image = v;
         }

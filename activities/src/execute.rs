@@ -39,6 +39,10 @@ pub struct Engine {
     pub budget: BudgetStore,
     /// Docker sandboxes.
     pub sandbox: SandboxEngine,
+    /// Who may approve deployments, and their keys.
+    pub approvals: crate::approval::ApprovalPolicy,
+    /// Approval decisions and deployments.
+    pub audit: crate::audit::AuditLog,
 }
 
 /// How an execution ended when it did not produce a result.
@@ -70,11 +74,28 @@ impl Engine {
     pub fn new(config: Config) -> anyhow::Result<Engine> {
         let budget = BudgetStore::new(&config.redis_url, config.default_budget, config.budget_ttl)?;
         let sandbox = SandboxEngine::new(config.sandbox.clone(), config.worker_id.clone());
+        let keys = match &config.approver_keys_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read approver keys {}: {e}", path.display())
+                })?;
+                crate::approval::ApprovalPolicy::parse_keys(&text)
+                    .map_err(|e| anyhow::anyhow!("approver keys {}: {e}", path.display()))?
+            }
+            None => Default::default(),
+        };
+        let approvals = crate::approval::ApprovalPolicy {
+            allowed: config.approvers.clone(),
+            keys,
+        };
+        let audit = crate::audit::AuditLog::new(config.audit_file.clone())?;
         Ok(Engine {
             policy: Policy::standard(),
             redactor: Redactor::standard(),
             budget,
             sandbox,
+            approvals,
+            audit,
             config,
         })
     }
@@ -129,24 +150,11 @@ impl Engine {
             .await
             .map_err(budget_failure)?;
 
-        let env: Vec<String> = input.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let labels = labels(ctx, &input.run_id);
+        let env = env_list(&input.env);
         let started = Instant::now();
-        let sandbox = match self.sandbox.start(labels).await {
-            Ok(s) => s,
-            Err(e) => return Err(self.refund_and_fail(&input.run_id, &charge_id, e).await),
-        };
-        if !files.is_empty() {
-            let (uid, gid) = crate::sandbox::parse_user(&self.config.sandbox.user);
-            let upload = match workspace::pack(&files, uid, gid) {
-                Ok(tar) => sandbox.upload(tar).await,
-                Err(e) => Err(SandboxError::Upload(e.to_string())),
-            };
-            if let Err(e) = upload {
-                sandbox.destroy().await;
-                return Err(self.refund_and_fail(&input.run_id, &charge_id, e).await);
-            }
-        }
+        let sandbox = self
+            .prepare_sandbox(ctx, &input.run_id, &charge_id, &files, "sandbox")
+            .await?;
 
         tracing::info!(
             run_id = %input.run_id,
@@ -161,7 +169,16 @@ impl Engine {
         let progress = Progress::default();
         let outcome = {
             let exec = sandbox.exec(&input.command, &env, deadline_timeout, &progress);
-            watch(ctx, exec, &progress, started).await
+            watch(ctx, exec, || {
+                serde_json::to_value(ExecutionHeartbeat {
+                    status: "running".into(),
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                    stdout_bytes: progress.stdout_bytes.load(Ordering::Relaxed),
+                    stderr_bytes: progress.stderr_bytes.load(Ordering::Relaxed),
+                })
+                .unwrap_or_default()
+            })
+            .await
         };
         sandbox.destroy().await;
         let outcome = match outcome {
@@ -186,23 +203,52 @@ impl Engine {
         Ok(result)
     }
 
+    /// Starts a fresh sandbox and copies the files in. On failure the charge is given back and
+    /// the sandbox (if any) is gone: an execution that never started costs nothing.
+    pub async fn prepare_sandbox(
+        &self,
+        ctx: &ActivityContext,
+        run_id: &str,
+        charge_id: &str,
+        files: &[workspace::CheckedFile],
+        profile: &str,
+    ) -> Result<crate::sandbox::Sandbox, Stop> {
+        let mut labels = labels(ctx, run_id);
+        labels.insert("ae.profile".into(), profile.into());
+        let sandbox = match self.sandbox.start(labels).await {
+            Ok(s) => s,
+            Err(e) => return Err(self.refund_and_fail(run_id, charge_id, e).await),
+        };
+        if !files.is_empty() {
+            let (uid, gid) = crate::sandbox::parse_user(&self.config.sandbox.user);
+            let upload = match workspace::pack(files, uid, gid) {
+                Ok(tar) => sandbox.upload(tar).await,
+                Err(e) => Err(SandboxError::Upload(e.to_string())),
+            };
+            if let Err(e) = upload {
+                sandbox.destroy().await;
+                return Err(self.refund_and_fail(run_id, charge_id, e).await);
+            }
+        }
+        Ok(sandbox)
+    }
+
     /// Validates what serde cannot: returns the timeout to use.
     fn check_input(&self, input: &SafeExecuteCodeInput) -> Result<Duration, Failure> {
         check_run_id(&input.run_id)?;
-        if input.command.trim().is_empty() {
-            return Err(Failure::invalid_input("command is empty"));
-        }
-        if input.command.contains('\0') {
-            return Err(Failure::invalid_input("command contains a NUL byte"));
-        }
-        let timeout = input.timeout.unwrap_or(DEFAULT_TIMEOUT_MS);
+        check_command("command", &input.command)?;
+        check_env(&input.env)?;
+        self.check_timeout("timeout", input.timeout.unwrap_or(DEFAULT_TIMEOUT_MS))
+    }
+
+    /// A timeout between 1 ms and the configured maximum.
+    pub fn check_timeout(&self, field: &str, timeout: u64) -> Result<Duration, Failure> {
         let max = self.config.sandbox.max_timeout.as_millis() as u64;
         if timeout == 0 || timeout > max {
             return Err(Failure::invalid_input(format!(
-                "timeout must be between 1 and {max} milliseconds, got {timeout}"
+                "{field} must be between 1 and {max} milliseconds, got {timeout}"
             )));
         }
-        check_env(&input.env)?;
         Ok(Duration::from_millis(timeout))
     }
 
@@ -326,13 +372,12 @@ pub enum Watched<T> {
     Cancelled,
 }
 
-/// Drives `work` while heartbeating `{status, elapsedMs, stdoutBytes, stderrBytes}` well inside
-/// the heartbeat timeout and watching for cancellation, which arrives through heartbeats.
+/// Drives `work` while heartbeating `details()` well inside the heartbeat timeout and watching
+/// for cancellation, which arrives through heartbeats.
 pub async fn watch<T>(
     ctx: &ActivityContext,
     work: impl Future<Output = T>,
-    progress: &Progress,
-    started: Instant,
+    details: impl Fn() -> serde_json::Value,
 ) -> Watched<T> {
     let interval = heartbeat_interval(ctx.info().heartbeat_timeout);
     let mut tick = tokio::time::interval(interval);
@@ -343,13 +388,7 @@ pub async fn watch<T>(
             out = &mut work => return Watched::Done(out),
             _ = ctx.cancelled() => return Watched::Cancelled,
             _ = tick.tick() => {
-                let details = ExecutionHeartbeat {
-                    status: "running".into(),
-                    elapsed_ms: started.elapsed().as_millis() as u64,
-                    stdout_bytes: progress.stdout_bytes.load(Ordering::Relaxed),
-                    stderr_bytes: progress.stderr_bytes.load(Ordering::Relaxed),
-                };
-                if let Err(e) = ctx.record_heartbeat(details).await {
+                if let Err(e) = ctx.record_heartbeat(details()).await {
                     tracing::warn!(error = %e, "heartbeat failed");
                 }
             }
@@ -446,6 +485,24 @@ pub fn decode_input<T: DeserializeOwned>(raw: &RawValue) -> Result<T, Failure> {
     }
     serde_json::from_slice(&payload.data)
         .map_err(|e| Failure::invalid_input(format!("invalid input: {e}")))
+}
+
+/// `NAME=value` strings for exec.
+pub fn env_list(env: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    env.iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// A command must have text and no NUL byte.
+pub fn check_command(field: &str, command: &str) -> Result<(), Failure> {
+    if command.trim().is_empty() {
+        return Err(Failure::invalid_input(format!("{field} is empty")));
+    }
+    if command.contains('\0') {
+        return Err(Failure::invalid_input(format!(
+            "{field} contains a NUL byte"
+        )));
+    }
+    Ok(())
 }
 
 /// A run id names Redis keys and labels: printable, no whitespace, at most 256 bytes.

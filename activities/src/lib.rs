@@ -1,13 +1,18 @@
 //! The worker's activities and the parts they are made of.
 //!
-//! Each module owns one concept: [`policy`] (which commands may run), [`budget`] (per-run spend
+//! Each module owns one concept: [`policy`] (which commands may run), [`approval`] (verifying
+//! deployment approvals), [`audit`] (the record of approvals and deploys), [`budget`] (per-run spend
 //! in Redis), [`sandbox`] (Docker containers), [`redact`] (secrets out of every string that
 //! leaves), [`workspace`] (caller files into the sandbox), [`error`] (typed failures), and
-//! [`execute`] (the order the activities run those parts in). [`SafeActivities`] is what a
+//! [`execute`], [`batch`] and [`deploy`] (the order each activity runs those parts in). [`SafeActivities`] is what a
 //! Temporal worker registers.
 
+pub mod approval;
+pub mod audit;
+pub mod batch;
 pub mod budget;
 pub mod config;
+pub mod deploy;
 pub mod error;
 pub mod execute;
 pub mod policy;
@@ -15,7 +20,7 @@ pub mod redact;
 pub mod sandbox;
 pub mod workspace;
 
-use ae_workflows_spec::ExecutionResult;
+use ae_workflows_spec::{BatchResult, DeploymentResult, ExecutionResult};
 use std::sync::Arc;
 use temporalio_common::data_converters::RawValue;
 use temporalio_macros::activities;
@@ -49,5 +54,25 @@ impl SafeActivities {
         input: RawValue,
     ) -> Result<ExecutionResult, ActivityError> {
         self.engine.safe_execute_code(&ctx, input).await
+    }
+
+    /// Runs several commands in order in one sandbox.
+    #[activity(name = "safeExecuteBatch")]
+    pub async fn safe_execute_batch(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: RawValue,
+    ) -> Result<BatchResult, ActivityError> {
+        self.engine.safe_execute_batch(&ctx, input).await
+    }
+
+    /// Deploys after verifying a human approval in the calling workflow's history.
+    #[activity(name = "deployWithApproval")]
+    pub async fn deploy_with_approval(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: RawValue,
+    ) -> Result<DeploymentResult, ActivityError> {
+        self.engine.deploy_with_approval(&ctx, input).await
     }
 }

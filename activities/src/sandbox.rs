@@ -178,7 +178,11 @@ impl SandboxEngine {
         let body = ContainerCreateBody {
             image: Some(cfg.image.clone()),
             cmd: Some(vec!["sleep".into(), lifetime.to_string()]),
-            user: Some(cfg.user.clone()),
+            // Only the init and its `sleep` run as uid 0 (with no capabilities and
+            // no-new-privileges). Every command runs as `cfg.user`, which therefore cannot
+            // signal them: `kill -9 -1` from that user ends a timed-out command's whole process
+            // tree, however it forked, and leaves the sandbox alive for the next command.
+            user: Some("0:0".into()),
             working_dir: Some("/workspace".into()),
             env: Some(vec![PATH.into(), "HOME=/workspace".into()]),
             labels: Some(all_labels),
@@ -378,11 +382,29 @@ impl Sandbox {
                 },
                 _ = tokio::time::sleep_until(deadline) => {
                     timed_out = true;
-                    // Killing the container kills every process in it, including any that
-                    // double-forked or ignore SIGTERM.
-                    self.kill().await;
                     break;
                 }
+            }
+        }
+        if timed_out {
+            // SIGKILL every process of the command's user (ignoring SIGTERM does not help,
+            // nor does double-forking), then collect what they printed until the stream
+            // closes. If it does not close, the whole sandbox goes.
+            let killed = self.kill_user_processes().await;
+            let drained = tokio::time::timeout(Duration::from_secs(2), async {
+                while let Some(Ok(item)) = output.next().await {
+                    match item {
+                        LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                            stdout.push(&message)
+                        }
+                        LogOutput::StdErr { message } => stderr.push(&message),
+                        LogOutput::StdIn { .. } => {}
+                    }
+                }
+            })
+            .await;
+            if !killed || drained.is_err() {
+                self.kill().await;
             }
         }
         let duration = started.elapsed();
@@ -423,6 +445,33 @@ impl Sandbox {
         Err(SandboxError::Failed(
             "exit code never became available".into(),
         ))
+    }
+
+    /// Sends SIGKILL to every process of the command user (not to init, which is uid 0).
+    async fn kill_user_processes(&self) -> bool {
+        let Ok(exec) = self
+            .docker
+            .create_exec(
+                &self.id,
+                CreateExecOptions {
+                    cmd: Some(vec!["/bin/sh", "-c", "kill -9 -1"]),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    user: Some(self.user.as_str()),
+                    ..Default::default()
+                },
+            )
+            .await
+        else {
+            return false;
+        };
+        match self.docker.start_exec(&exec.id, None).await {
+            Ok(StartExecResults::Attached { mut output, .. }) => {
+                while output.next().await.is_some() {}
+                true
+            }
+            _ => false,
+        }
     }
 
     /// How many times the kernel OOM-killed a process in this sandbox (cgroup v1 or v2).

@@ -92,3 +92,39 @@ async fn an_unreachable_redis_fails_closed() {
     assert!(matches!(err, BudgetError::Unavailable(_)), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn a_partial_refund_never_returns_more_than_was_charged() {
+    let store = BudgetStore::new(&harness().redis_url, 1.0, WEEK).unwrap();
+    let run = run_id("partial");
+    store.charge(&run, "batch", 0.05).await.unwrap();
+    assert_eq!(
+        store
+            .refund_part(&run, "batch", Some(0.02))
+            .await
+            .unwrap()
+            .spent,
+        0.03
+    );
+    assert_eq!(
+        store
+            .refund_part(&run, "batch", Some(0.02))
+            .await
+            .unwrap()
+            .spent,
+        0.01
+    );
+    // Only 0.01 of the charge is left to give back.
+    assert_eq!(
+        store
+            .refund_part(&run, "batch", Some(0.02))
+            .await
+            .unwrap()
+            .spent,
+        0.0
+    );
+    assert_eq!(
+        store.refund_part(&run, "batch", None).await.unwrap().spent,
+        0.0
+    );
+}

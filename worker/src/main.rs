@@ -1,9 +1,10 @@
 //! `ae-worker`: the Temporal worker that runs untrusted commands safely.
 //!
 //! `ae-worker run` polls the task queue; `ae-worker image build` makes the sandbox image on the
-//! local engine (nothing can be pulled here). Configuration comes from the environment; see the
+//! local engine (nothing can be pulled here); `ae-worker approve` and `keygen` sign approvals. Configuration comes from the environment; see the
 //! README for every variable.
 
+mod approve;
 mod image;
 mod logging;
 mod run;
@@ -25,6 +26,10 @@ struct Cli {
 enum Command {
     /// Poll the task queue and run activities until SIGINT or SIGTERM.
     Run(run::RunArgs),
+    /// Sign the pending deployment plan of a workflow and send the approval.
+    Approve(approve::ApproveArgs),
+    /// Make an Ed25519 key pair for an approver.
+    Keygen(approve::KeygenArgs),
     /// Manage the sandbox image.
     Image {
         #[command(subcommand)]
@@ -44,6 +49,8 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args).await,
+        Command::Approve(args) => approve::approve(args).await,
+        Command::Keygen(args) => approve::keygen(args),
         Command::Image {
             command: ImageCommand::Build(args),
         } => image::build(args).await,

@@ -6,6 +6,7 @@
 //! cancelled sandbox dies) and graceful shutdown (every sandbox this worker created is removed).
 
 use ae_activities::{Config, Engine, SafeActivities};
+use ae_workflows_spec::workflow::BuildAndDeployWorkflow;
 use anyhow::Context;
 use std::{str::FromStr, sync::Arc, time::Duration};
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
@@ -46,6 +47,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let runtime = Runtime::from_current_tokio(Default::default())
         .context("cannot start the Temporal runtime")?;
     let options = WorkerOptions::new(&args.task_queue)
+        // Hosts the reference workflow too, so the whole flow runs from `temporal workflow start`.
+        .register_workflow::<BuildAndDeployWorkflow>()
+        .context("cannot register buildAndDeployWorkflow")?
         .register_activities(SafeActivities::new(engine.clone()))
         .client_identity_override(identity.clone())
         .max_heartbeat_throttle_interval(Duration::from_secs(1))
@@ -78,7 +82,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn connect(args: &RunArgs, identity: &str) -> anyhow::Result<Client> {
+/// Connects to Temporal, retrying for `args.connect_timeout_secs`.
+pub async fn connect(args: &RunArgs, identity: &str) -> anyhow::Result<Client> {
     let url = Url::from_str(&format!("http://{}", args.temporal_address)).with_context(|| {
         format!(
             "TEMPORAL_ADDRESS {:?} is not host:port",

@@ -94,4 +94,13 @@ pub struct BatchHeartbeat {
     /// The command running now (redacted), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current: Option<String>,
+    /// Milliseconds since the batch started.
+    #[serde(default)]
+    pub elapsed_ms: u64,
+    /// Bytes the current command has written to stdout.
+    #[serde(default)]
+    pub stdout_bytes: u64,
+    /// Bytes the current command has written to stderr.
+    #[serde(default)]
+    pub stderr_bytes: u64,
 }

@@ -1,0 +1,229 @@
+"""`buildAndDeployWorkflow` with the official Temporal Python SDK.
+
+The same flow as the Rust reference workflow (workflows-spec/src/workflow.rs): install, test and
+build in ONE `safeExecuteBatch`, publish the deployment plan through the `pendingApproval` query,
+wait for an `approveDeployment` or `rejectDeployment` signal (at most `approvalTimeoutSecs`,
+default 24 h), then `deployWithApproval`.
+
+The activities run on the Rust worker (task queue `autonomous-enterprise`) and are called by
+name with plain dicts whose camelCase keys match workflows-spec/schema/contract.schema.json.
+The activity inputs refuse unknown fields, so only known keys are sent and optional keys are
+omitted rather than sent as null.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any, Dict, List, Optional
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+ACTIVITY_TASK_QUEUE = "autonomous-enterprise"
+WORKFLOW_NAME = "buildAndDeployWorkflow"
+APPROVE_SIGNAL = "approveDeployment"
+REJECT_SIGNAL = "rejectDeployment"
+PENDING_QUERY = "pendingApproval"
+
+# Copied from PRODUCTION_WARNING in workflows-spec/src/deploy.rs.
+PRODUCTION_WARNING = (
+    "WARNING: You are about to deploy to PRODUCTION. This integration will access real customer "
+    "data, make real API calls that count against your quota, and potentially modify data (if "
+    "write operations are enabled)."
+)
+
+DEFAULT_APPROVAL_TIMEOUT_SECS = 24 * 60 * 60
+COMMAND_TIMEOUT_MS = 300_000
+
+_DEFAULT_DOMAINS = {
+    "vercel": ["api.vercel.com", "vercel.com"],
+    "netlify": ["api.netlify.com", "app.netlify.com"],
+    "fly": ["api.fly.io"],
+}
+
+
+def default_domains(platform: str) -> List[str]:
+    """The hosts a platform's CLI needs (deploy.rs `default_domains`)."""
+    return list(_DEFAULT_DOMAINS.get(platform, []))
+
+
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def canonical_plan_json(
+    run_id: str,
+    platform: str,
+    command: str,
+    allowed_domains: List[str],
+    files: List[Dict[str, str]],
+) -> str:
+    """The compact JSON the digest covers, byte-identical to serde_json's output in deploy.rs.
+
+    `files` are plan files (`{"path", "sha256"}`). Keys sorted, no spaces, non-ASCII kept.
+    """
+    canonical = {
+        "allowedDomains": list(allowed_domains),
+        "command": command,
+        "files": [{"path": f["path"], "sha256": f["sha256"]} for f in files],
+        "platform": platform,
+        "runId": run_id,
+    }
+    return json.dumps(canonical, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def deployment_plan(
+    run_id: str,
+    platform: str,
+    command: str,
+    allowed_domains: List[str],
+    workspace_files: List[Dict[str, str]],
+) -> Dict[str, Any]:
+    """`DeploymentPlan::new`: the plan an approver sees, with its digest."""
+    files = [
+        {"path": f["path"], "sha256": _sha256_hex(f["content"].encode("utf-8"))}
+        for f in workspace_files
+    ]
+    canonical = canonical_plan_json(run_id, platform, command, allowed_domains, files)
+    return {
+        "runId": run_id,
+        "platform": platform,
+        "command": command,
+        "allowedDomains": list(allowed_domains),
+        "files": files,
+        "planDigest": _sha256_hex(canonical.encode("utf-8")),
+        "warning": PRODUCTION_WARNING,
+    }
+
+
+def plan_of(deploy_input: Dict[str, Any]) -> Dict[str, Any]:
+    """`DeploymentPlan::of`: the plan of a `deployWithApproval` input, domains defaulted."""
+    domains = deploy_input.get("allowedDomains")
+    if domains is None:
+        domains = default_domains(deploy_input["platform"])
+    return deployment_plan(
+        deploy_input["runId"],
+        deploy_input["platform"],
+        deploy_input["command"],
+        domains,
+        deploy_input.get("workspaceFiles") or [],
+    )
+
+
+def _or(value: Optional[Any], default: Any) -> Any:
+    """Rust's `Option::unwrap_or`: only a missing or null value takes the default."""
+    return default if value is None else value
+
+
+def _activity_options(minutes: int) -> Dict[str, Any]:
+    return {
+        "task_queue": ACTIVITY_TASK_QUEUE,
+        "start_to_close_timeout": timedelta(minutes=minutes),
+        "heartbeat_timeout": timedelta(seconds=30),
+        "retry_policy": RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1)),
+    }
+
+
+def _fail(kind: str, message: str) -> ApplicationError:
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class BuildAndDeployWorkflow:
+    def __init__(self) -> None:
+        self._pending: Optional[Dict[str, Any]] = None
+        # ("approved" | "rejected", signal payload); the latest decision wins.
+        self._decision: Optional[tuple] = None
+
+    @workflow.run
+    async def run(self, input: Dict[str, Any]) -> Dict[str, Any]:
+        run_id = input["runId"]
+        platform = input["deployPlatform"]
+        workspace_files = input.get("workspaceFiles") or []
+        steps = [
+            ("install", _or(input.get("installCommand"), "npm install")),
+            ("test", _or(input.get("testCommand"), "npm test")),
+            ("build", _or(input.get("buildCommand"), "npm run build")),
+        ]
+
+        batch_input: Dict[str, Any] = {
+            "runId": run_id,
+            "commands": [{"command": c, "timeout": COMMAND_TIMEOUT_MS} for _, c in steps],
+            "stopOnError": True,
+        }
+        if workspace_files:
+            batch_input["workspaceFiles"] = workspace_files
+        batch = await workflow.execute_activity(
+            "safeExecuteBatch", batch_input, **_activity_options(20)
+        )
+        if not batch["succeeded"]:
+            i = _or(batch.get("failedIndex"), 0)
+            step = steps[i][0] if i < len(steps) else "build"
+            results = batch.get("results") or []
+            stderr = results[i].get("stderr", "") if i < len(results) else ""
+            raise _fail("BuildFailed", f"{step} failed: {stderr[-2000:]}")
+
+        deploy: Dict[str, Any] = {
+            "runId": run_id,
+            "platform": platform,
+            "command": _or(input.get("deployCommand"), f"{platform} deploy --prod"),
+            "timeout": COMMAND_TIMEOUT_MS,
+        }
+        if workspace_files:
+            deploy["workspaceFiles"] = workspace_files
+        if input.get("deployEnv"):
+            deploy["env"] = input["deployEnv"]
+        self._pending = plan_of(deploy)
+
+        wait = _or(input.get("approvalTimeoutSecs"), DEFAULT_APPROVAL_TIMEOUT_SECS)
+        try:
+            await workflow.wait_condition(
+                lambda: self._decision is not None, timeout=timedelta(seconds=wait)
+            )
+        except asyncio.TimeoutError:
+            pass
+        self._pending = None
+
+        if self._decision is None:
+            raise _fail("ApprovalTimeout", f"no approval within {wait} s; nothing was deployed")
+        kind, payload = self._decision
+        if kind == "rejected":
+            raise _fail(
+                "DeploymentRejected",
+                f"deployment rejected by {payload['approver']}: {payload.get('reason', '')}",
+            )
+
+        approval = {"approver": payload["approver"]}
+        if payload.get("comment") is not None:
+            approval["comment"] = payload["comment"]
+        result = await workflow.execute_activity(
+            "deployWithApproval", {**deploy, "approval": approval}, **_activity_options(10)
+        )
+
+        out: Dict[str, Any] = {"success": result["success"]}
+        if result.get("url") is not None:
+            out["url"] = result["url"]
+        out["totalCost"] = batch["totalCost"] + result["cost"]
+        out["budgetRemaining"] = result["budgetRemaining"]
+        out["approvedBy"] = result["approvedBy"]
+        out["approverIdentity"] = result["approverIdentity"]
+        return out
+
+    @workflow.signal(name=APPROVE_SIGNAL)
+    def approve_deployment(self, approval: Dict[str, Any]) -> None:
+        """`{approver, comment?, planDigest?, signature?}`."""
+        self._decision = ("approved", approval)
+
+    @workflow.signal(name=REJECT_SIGNAL)
+    def reject_deployment(self, rejection: Dict[str, Any]) -> None:
+        """`{approver, reason}`."""
+        self._decision = ("rejected", rejection)
+
+    @workflow.query(name=PENDING_QUERY)
+    def pending_approval(self) -> Optional[Dict[str, Any]]:
+        """The plan awaiting approval, or None (null)."""
+        return self._pending
