@@ -18,9 +18,9 @@ import {
   proxyActivities,
   setHandler,
 } from '@temporalio/workflow';
-import { DeploymentPlan, WorkspaceFile, defaultDomains, deploymentPlan } from './planDigest';
+import { defaultDomains, deploymentPlan, type DeploymentPlan, type WorkspaceFile } from './planDigest';
 
-export { DeploymentPlan, WorkspaceFile } from './planDigest';
+export type { DeploymentPlan, WorkspaceFile } from './planDigest';
 
 // ---- Contract types (camelCase JSON) ------------------------------------------------------------
 
@@ -155,20 +155,18 @@ const ACTIVITY_TASK_QUEUE = 'autonomous-enterprise';
 const COMMAND_TIMEOUT_MS = 300_000;
 const DEFAULT_APPROVAL_TIMEOUT_SECS = 24 * 60 * 60;
 
-const retry = { maximumAttempts: 3, initialInterval: '1 second' };
-
 const { safeExecuteBatch } = proxyActivities<Activities>({
   taskQueue: ACTIVITY_TASK_QUEUE,
   startToCloseTimeout: '20 minutes',
   heartbeatTimeout: '30 seconds',
-  retry,
+  retry: { maximumAttempts: 3, initialInterval: '1 second' },
 });
 
 const { deployWithApproval } = proxyActivities<Activities>({
   taskQueue: ACTIVITY_TASK_QUEUE,
   startToCloseTimeout: '10 minutes',
   heartbeatTimeout: '30 seconds',
-  retry,
+  retry: { maximumAttempts: 3, initialInterval: '1 second' },
 });
 
 type Decision = { kind: 'approved'; signal: ApproveDeployment } | { kind: 'rejected'; signal: RejectDeployment };

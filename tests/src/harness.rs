@@ -32,6 +32,8 @@ pub struct Harness {
     pub worker_identity: String,
     /// Where the children's logs are.
     pub log_dir: PathBuf,
+    /// The worker's audit log (JSON lines).
+    pub audit_file: PathBuf,
     /// Write ends of the watchdog pipes: closing them (at exit) kills the children.
     _lifelines: Mutex<Vec<(Child, ChildStdin)>>,
 }
@@ -94,6 +96,7 @@ impl Harness {
 
         let worker = bin_dir.join("ae-worker");
         ensure_image(&worker)?;
+        let audit_file = log_dir.join("audit.jsonl");
         let worker_identity = format!(
             "ae-test-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
@@ -104,6 +107,7 @@ impl Harness {
                 .env("TEMPORAL_ADDRESS", &temporal_address)
                 .env("REDIS_URL", &redis_url)
                 .env("AE_WORKER_IDENTITY", &worker_identity)
+                .env("AE_AUDIT_FILE", &audit_file)
                 .env("RUST_LOG", "info"),
             &log_dir.join("worker.log"),
         )?);
@@ -117,6 +121,7 @@ impl Harness {
             redis_url,
             worker_identity,
             log_dir,
+            audit_file,
             _lifelines: Mutex::new(lifelines),
         })
     }
@@ -150,6 +155,37 @@ impl Harness {
             .await
             .expect("redis connection")
     }
+}
+
+/// Runs the `temporal` CLI against the test server; returns its stdout, panics on failure.
+pub fn temporal_cli(args: &[&str]) -> String {
+    let h = harness();
+    let out = Command::new("temporal")
+        .args(args)
+        .args(["--address", &h.temporal_address, "--namespace", "default"])
+        .output()
+        .expect("run the temporal CLI");
+    assert!(
+        out.status.success(),
+        "temporal {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The audit records the worker wrote about `workflow_id`.
+pub fn audit_records(workflow_id: &str) -> Vec<Value> {
+    std::fs::read_to_string(&harness().audit_file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["workflowId"] == workflow_id)
+        .collect()
+}
+
+/// The path of a binary built with the workspace (e.g. `ae-worker`).
+pub fn binary(name: &str) -> PathBuf {
+    bin_dir().unwrap().join(name)
 }
 
 /// An extra `ae-worker` on its own task queue, stopped when dropped.
@@ -276,6 +312,13 @@ pub async fn run_activity(activity: &str, input: Value, opts: RunOpts) -> (Outco
 /// `safeExecuteCode` with default options.
 pub async fn safe_execute(input: Value) -> Outcome {
     run_activity("safeExecuteCode", input, RunOpts::default())
+        .await
+        .0
+}
+
+/// `safeExecuteBatch` with default options.
+pub async fn safe_execute_batch(input: Value) -> Outcome {
+    run_activity("safeExecuteBatch", input, RunOpts::default())
         .await
         .0
 }

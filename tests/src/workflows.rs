@@ -116,7 +116,8 @@ impl RunActivityWorkflow {
     }
 }
 
-fn application_failure(f: &Failure) -> SeenFailure {
+/// The first application failure in `f`'s cause chain (activity and workflow failures alike).
+pub fn application_failure(f: &Failure) -> SeenFailure {
     let mut cur = Some(f);
     while let Some(x) = cur {
         if let Some(FailureInfo::ApplicationFailureInfo(info)) = &x.failure_info {
