@@ -112,4 +112,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter finalization: with temporalio 1.35 the SDK core's threads can still touch
+    # the GIL while Python tears down, which aborts the process (SIGABRT, "PyGILState_Release")
+    # after the result was already printed. Everything is flushed and the worker has shut down.
+    os._exit(code)
