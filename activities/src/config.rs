@@ -51,6 +51,8 @@ pub struct SandboxConfig {
     pub max_result_bytes: usize,
     /// Longest timeout a caller may ask for.
     pub max_timeout: Duration,
+    /// Largest file a command may write (RLIMIT_FSIZE).
+    pub max_written_file_bytes: i64,
     /// Largest single workspace file.
     pub max_file_bytes: usize,
     /// Largest total of workspace files in one request.
@@ -73,6 +75,7 @@ impl Default for SandboxConfig {
             output_cap_bytes: 1024 * 1024,
             max_result_bytes: 1536 * 1024,
             max_timeout: Duration::from_secs(60 * 60),
+            max_written_file_bytes: 1024 * 1024 * 1024,
             max_file_bytes: 5 * 1024 * 1024,
             max_total_file_bytes: 20 * 1024 * 1024,
             user: "65534:65534".into(),

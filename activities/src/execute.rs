@@ -307,6 +307,8 @@ impl Engine {
             stderr_bytes: o.stderr_bytes,
             redactions: (n_out + n_err) as u64,
             oom_killed: o.oom_killed,
+            signal: o.signal.map(str::to_string),
+            peak_memory_bytes: o.peak_memory_bytes,
         };
         fit_payload(&mut result, self.config.sandbox.max_result_bytes);
         result
@@ -627,6 +629,8 @@ mod tests {
             stderr_bytes: 500_000,
             redactions: 0,
             oom_killed: false,
+            signal: None,
+            peak_memory_bytes: None,
         };
         fit_payload(&mut r, 1_500_000);
         assert!(serde_json::to_vec(&r).unwrap().len() <= 1_500_000);

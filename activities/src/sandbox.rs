@@ -83,6 +83,10 @@ pub struct ExecOutcome {
     pub timed_out: bool,
     /// A process of the command was killed by the kernel's OOM killer.
     pub oom_killed: bool,
+    /// The signal that ended the command, when one did (from an exit code of 128 + n).
+    pub signal: Option<&'static str>,
+    /// Peak memory of the sandbox so far, bytes, where the engine's cgroup reports it.
+    pub peak_memory_bytes: Option<u64>,
     /// Wall time of the command.
     pub duration: Duration,
 }
@@ -142,13 +146,13 @@ impl SandboxEngine {
             (
                 "/workspace".to_string(),
                 format!(
-                    "rw,nosuid,nodev,size={},uid={uid},gid={gid},mode=0755",
+                    "rw,exec,nosuid,nodev,size={},uid={uid},gid={gid},mode=0755",
                     cfg.workspace_size
                 ),
             ),
             (
                 "/tmp".to_string(),
-                format!("rw,nosuid,nodev,size={},mode=1777", cfg.tmp_size),
+                format!("rw,exec,nosuid,nodev,size={},mode=1777", cfg.tmp_size),
             ),
         ]);
         let host_config = HostConfig {
@@ -167,6 +171,7 @@ impl SandboxEngine {
                 ulimit("nofile", 1024),
                 ulimit("core", 0),
                 ulimit("nproc", cfg.pids_limit.max(1)),
+                ulimit("fsize", cfg.max_written_file_bytes),
             ]),
             // Commands' output is streamed through exec; the main process prints nothing.
             log_config: Some(HostConfigLogConfig {
@@ -408,14 +413,20 @@ impl Sandbox {
             }
         }
         let duration = started.elapsed();
-        let (exit_code, oom_killed) = if timed_out {
-            (KILLED_EXIT_CODE, false)
+        let exit_code = if timed_out {
+            KILLED_EXIT_CODE
         } else {
-            let code = self.exit_code(&exec.id).await?;
-            let oom = code == KILLED_EXIT_CODE && self.oom_kills().await > 0;
-            (code, oom)
+            self.exit_code(&exec.id).await?
         };
+        let stats = if timed_out && self.removed.load(Ordering::SeqCst) {
+            CgroupStats::default()
+        } else {
+            self.cgroup_stats().await
+        };
+        let oom_killed = !timed_out && exit_code == KILLED_EXIT_CODE && stats.oom_kills > 0;
         Ok(ExecOutcome {
+            signal: signal_name(exit_code),
+            peak_memory_bytes: stats.peak_memory_bytes,
             stdout: stdout.buf,
             stderr: stderr.buf,
             stdout_bytes: stdout.total,
@@ -474,10 +485,22 @@ impl Sandbox {
         }
     }
 
-    /// How many times the kernel OOM-killed a process in this sandbox (cgroup v1 or v2).
-    async fn oom_kills(&self) -> u64 {
-        let script =
-            "cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null";
+    /// OOM kills and peak memory of this sandbox's cgroup (v1 or v2), read from inside. Right
+    /// after an OOM kill the cgroup may still be at its limit and the read fail: retry briefly.
+    async fn cgroup_stats(&self) -> CgroupStats {
+        for attempt in 0..10 {
+            let stats = self.read_cgroup_stats().await;
+            if stats.peak_memory_bytes.is_some() {
+                return stats;
+            }
+            tracing::debug!(attempt, "cgroup stats not readable yet");
+            tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
+        }
+        CgroupStats::default()
+    }
+
+    async fn read_cgroup_stats(&self) -> CgroupStats {
+        let script = "cd /sys/fs/cgroup; for f in memory.events memory.peak memory/memory.oom_control memory/memory.max_usage_in_bytes; do [ -r $f ] && echo \"$f $(cat $f | tr '\\n' ' ')\"; done";
         let Ok(exec) = self
             .docker
             .create_exec(
@@ -491,22 +514,18 @@ impl Sandbox {
             )
             .await
         else {
-            return 0;
+            return CgroupStats::default();
         };
         let Ok(StartExecResults::Attached { mut output, .. }) =
             self.docker.start_exec(&exec.id, None).await
         else {
-            return 0;
+            return CgroupStats::default();
         };
         let mut text = Vec::new();
         while let Some(Ok(m)) = output.next().await {
             text.extend_from_slice(m.as_ref());
         }
-        String::from_utf8_lossy(&text)
-            .lines()
-            .filter_map(|l| l.strip_prefix("oom_kill "))
-            .filter_map(|n| n.trim().parse::<u64>().ok())
-            .sum()
+        CgroupStats::parse(&String::from_utf8_lossy(&text))
     }
 
     /// Kills and removes the container at once (idempotent).
@@ -559,6 +578,81 @@ async fn remove(docker: &Docker, id: &str) {
             }
         }
     }
+}
+
+/// What the sandbox's memory cgroup says.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct CgroupStats {
+    oom_kills: u64,
+    peak_memory_bytes: Option<u64>,
+}
+
+impl CgroupStats {
+    /// Parses `file value...` lines written by [`Sandbox::cgroup_stats`].
+    fn parse(text: &str) -> Self {
+        let mut stats = CgroupStats::default();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            let Some(file) = words.next() else { continue };
+            let rest: Vec<&str> = words.collect();
+            match file {
+                "memory.events" | "memory/memory.oom_control" => {
+                    for pair in rest.chunks(2) {
+                        if let [k, v] = pair
+                            && *k == "oom_kill"
+                        {
+                            stats.oom_kills += v.parse::<u64>().unwrap_or(0);
+                        }
+                    }
+                }
+                "memory.peak" | "memory/memory.max_usage_in_bytes" => {
+                    stats.peak_memory_bytes = rest.first().and_then(|v| v.parse().ok());
+                }
+                _ => {}
+            }
+        }
+        stats
+    }
+}
+
+/// The signal behind an exit code of 128 + n.
+pub fn signal_name(exit_code: i64) -> Option<&'static str> {
+    const NAMES: [&str; 32] = [
+        "",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    let n = exit_code.checked_sub(128)?;
+    (1..32).contains(&n).then(|| NAMES[n as usize])
 }
 
 /// Keeps the first `keep` bytes of a stream and counts all of them.
@@ -623,6 +717,37 @@ mod tests {
         c.push(b"ij");
         assert_eq!(c.buf, b"abcde");
         assert_eq!(c.total, 10);
+    }
+
+    #[test]
+    fn reads_cgroup_v1_and_v2_stats() {
+        let v1 = "memory/memory.oom_control oom_kill_disable 0 under_oom 0 oom_kill 1 \nmemory/memory.max_usage_in_bytes 67108864 \n";
+        assert_eq!(
+            CgroupStats::parse(v1),
+            CgroupStats {
+                oom_kills: 1,
+                peak_memory_bytes: Some(67108864)
+            }
+        );
+        let v2 = "memory.events low 0 high 0 max 3 oom 1 oom_kill 2 \nmemory.peak 1234 \n";
+        assert_eq!(
+            CgroupStats::parse(v2),
+            CgroupStats {
+                oom_kills: 2,
+                peak_memory_bytes: Some(1234)
+            }
+        );
+        assert_eq!(CgroupStats::parse(""), CgroupStats::default());
+    }
+
+    #[test]
+    fn names_signals_from_exit_codes() {
+        assert_eq!(signal_name(137), Some("SIGKILL"));
+        assert_eq!(signal_name(143), Some("SIGTERM"));
+        assert_eq!(signal_name(139), Some("SIGSEGV"));
+        assert_eq!(signal_name(1), None);
+        assert_eq!(signal_name(0), None);
+        assert_eq!(signal_name(255), None);
     }
 
     #[test]

@@ -331,3 +331,14 @@ async fn flooding_both_streams_with_binary_still_returns_a_result() {
     assert_eq!(r["exitCode"], 0);
     assert!(serde_json::to_vec(r).unwrap().len() <= 1536 * 1024);
 }
+
+#[tokio::test]
+async fn scripts_in_the_workspace_are_executable() {
+    let o = safe_execute(json!({
+        "runId": run_id("exec"),
+        "command": "chmod +x run.sh && ./run.sh && cp run.sh /tmp/r.sh && /tmp/r.sh",
+        "workspaceFiles": [{"path": "run.sh", "content": "#!/bin/sh\necho ran\n"}]
+    }))
+    .await;
+    assert_eq!(result(&o)["stdout"], "ran\nran\n");
+}

@@ -90,6 +90,12 @@ pub struct ExecutionResult {
     /// True when the kernel's OOM killer killed a process of the command.
     #[serde(default)]
     pub oom_killed: bool,
+    /// The signal that ended the command (e.g. `SIGKILL`), when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// Peak memory of the sandbox, bytes, where the engine reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<u64>,
 }
 
 /// Heartbeat details while a command runs.

@@ -1,0 +1,262 @@
+//! The abuse suite: hostile commands against real Docker. Each must be contained, the worker
+//! must stay healthy, and the next execution must succeed.
+
+use ae_tests::harness::{RunOpts, harness, run_activity, safe_execute, start_worker};
+use ae_tests::workflows::Outcome;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn run_id(tag: &str) -> String {
+    format!("{tag}-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn result(o: &Outcome) -> &Value {
+    o.result
+        .as_ref()
+        .unwrap_or_else(|| panic!("expected a result, got {o:?}"))
+}
+
+/// Runs `input` on the shared worker, then proves the worker still serves a normal command.
+async fn contained(input: Value) -> Value {
+    let o = safe_execute(input).await;
+    let r = result(&o).clone();
+    let next = safe_execute(json!({"runId": run_id("next"), "command": "echo still fine"})).await;
+    assert_eq!(
+        result(&next)["stdout"],
+        "still fine\n",
+        "the next execution failed"
+    );
+    r
+}
+
+#[tokio::test]
+async fn a_fork_bomb_hits_the_pids_limit() {
+    // Written to a file so the textual policy does not see it: the sandbox must hold anyway.
+    let r = contained(json!({
+        "runId": run_id("forkbomb"),
+        "workspaceFiles": [{"path": "bomb.sh", "content": "sh $0 & sh $0 & wait\n"}],
+        "command": "sh bomb.sh",
+        "timeout": 3000
+    }))
+    .await;
+    // It either ran into the pids limit ("can't fork") or was killed at its timeout.
+    let stopped = r["timedOut"] == true || r["stderr"].as_str().unwrap().contains("can't fork");
+    assert!(stopped && r["exitCode"] != 0, "{r}");
+}
+
+#[tokio::test]
+async fn a_process_flood_is_capped() {
+    let r = contained(json!({
+        "runId": run_id("flood"),
+        // Once the limit is hit nothing can fork, so the count uses shell builtins only.
+        "command": "(n=0; while [ $n -lt 1000 ]; do sleep 30 & n=$((n+1)); done) 2>/dev/null; set -- /proc/[0-9]*; echo started $#",
+        "timeout": 10000
+    }))
+    .await;
+    let started: u64 = r["stdout"]
+        .as_str()
+        .unwrap()
+        .trim()
+        .strip_prefix("started ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{r}"));
+    assert!(
+        started <= 256,
+        "{started} processes in a sandbox limited to 256"
+    );
+}
+
+#[tokio::test]
+async fn a_memory_bomb_is_oom_killed_and_reported() {
+    let r = contained(json!({
+        "runId": run_id("membomb"),
+        "command": "tail /dev/zero",
+        "timeout": 30000
+    }))
+    .await;
+    assert_eq!(r["oomKilled"], true, "{r}");
+    assert_eq!(r["signal"], "SIGKILL");
+    let peak = r["peakMemoryBytes"].as_u64().unwrap_or(0);
+    assert!(peak >= 400 * 1024 * 1024, "peak {peak}");
+}
+
+#[tokio::test]
+async fn filling_workspace_and_tmp_stops_at_their_caps() {
+    let r = contained(json!({
+        "runId": run_id("diskfill"),
+        "command": "head -c 400000000 /dev/zero > /workspace/big; echo ws=$?; head -c 100000000 /dev/zero > /tmp/big; echo tmp=$?; du -m /workspace/big /tmp/big",
+        "timeout": 30000
+    }))
+    .await;
+    let out = r["stdout"].as_str().unwrap();
+    assert!(out.contains("ws=1"), "{r}");
+    assert!(out.contains("tmp=1"), "{r}");
+    // Each file stopped at its tmpfs's size (256 MiB and 64 MiB).
+    assert!(
+        out.contains("256\t/workspace/big") && out.contains("64\t/tmp/big"),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn gigabytes_of_output_leave_worker_memory_bounded() {
+    let w = start_worker(&[]);
+    let pid = worker_pid(&w.identity).expect("find the extra worker's pid");
+    let (o, _) = run_activity(
+        "safeExecuteCode",
+        json!({"runId": run_id("gigabytes"), "command": "head -c 2000000000 /dev/zero | tr '\\0' x", "timeout": 120000}),
+        RunOpts { task_queue: w.task_queue.clone(), ..Default::default() },
+    )
+    .await;
+    let r = result(&o);
+    assert_eq!(r["stdoutBytes"], 2_000_000_000u64, "{}", r["stderr"]);
+    assert_eq!(r["stdoutTruncated"], true);
+    let peak_kib = peak_rss_kib(pid);
+    assert!(
+        peak_kib < 200 * 1024,
+        "worker peak RSS {peak_kib} KiB after 2 GB of output"
+    );
+}
+
+#[tokio::test]
+async fn the_root_filesystem_is_read_only_and_mounts_are_nosuid() {
+    let r = contained(json!({
+        "runId": run_id("rootfs"),
+        "command": "touch /bin/evil 2>/dev/null; echo bin=$?; touch /etc/evil 2>/dev/null; echo etc=$?; grep -E ' /(workspace|tmp) ' /proc/mounts"
+    }))
+    .await;
+    let out = r["stdout"].as_str().unwrap();
+    assert!(out.contains("bin=1") && out.contains("etc=1"), "{out}");
+    let mounts: Vec<_> = out.lines().filter(|l| l.contains("tmpfs")).collect();
+    assert_eq!(mounts.len(), 2, "{out}");
+    for line in mounts {
+        assert!(line.contains("nosuid") && line.contains("nodev"), "{line}");
+        // Programs in the workspace must run (npm's .bin, ./configure); setuid must not.
+        assert!(!line.contains("noexec"), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn privilege_escalation_attempts_fail() {
+    let r = contained(json!({
+        "runId": run_id("privesc"),
+        "command": "cp /bin/busybox ./busybox && chmod u+s ./busybox && ./busybox id -u; su -c id root </dev/null 2>/dev/null; echo su=$?; grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status"
+    }))
+    .await;
+    let out = r["stdout"].as_str().unwrap();
+    assert!(out.starts_with("65534\n"), "{out}");
+    assert!(!out.contains("su=0"), "{out}");
+    assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+    assert!(out.contains("CapBnd:\t0000000000000000"), "{out}");
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+}
+
+#[tokio::test]
+async fn host_files_and_the_docker_socket_are_out_of_reach() {
+    let r = contained(json!({
+        "runId": run_id("host"),
+        "command": "ls /var/run/docker.sock /run/docker.sock 2>&1; cat /proc/1/environ >/dev/null 2>&1; echo environ=$?; ls /proc/1/root/ >/dev/null 2>&1; echo root=$?; ls /; cat /etc/hostname 2>&1 | head -1"
+    }))
+    .await;
+    let out = r["stdout"].as_str().unwrap();
+    assert!(
+        out.matches("No such file or directory").count() >= 2,
+        "{out}"
+    );
+    assert!(out.contains("environ=1"), "{out}");
+    assert!(out.contains("root=1"), "{out}");
+    assert!(
+        !out.contains("home\n") && !out.contains("root\n") && !out.contains("var\n"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_command_ignoring_sigterm_and_a_double_fork_die_at_the_timeout() {
+    let (o, workflow_id) = run_activity(
+        "safeExecuteCode",
+        json!({
+            "runId": run_id("sigterm"),
+            "command": "trap '' TERM INT HUP; (setsid sh -c 'trap \"\" TERM; sleep 300' &); sleep 300",
+            "timeout": 1500
+        }),
+        RunOpts::default(),
+    )
+    .await;
+    let r = result(&o);
+    assert_eq!(r["timedOut"], true);
+    assert_eq!(r["signal"], "SIGKILL");
+    // run_activity asserted that the workflow's sandbox, with every process in it, is gone.
+    assert!(workflow_id.starts_with("test-"));
+}
+
+#[tokio::test]
+async fn uploads_cannot_traverse_or_link_out_of_the_workspace() {
+    for path in [
+        "../escape",
+        "a/../../escape",
+        "/etc/cron.d/x",
+        "/workspace/../etc/x",
+    ] {
+        let o = safe_execute(json!({
+            "runId": run_id("tar"),
+            "command": "true",
+            "workspaceFiles": [{"path": path, "content": "x"}]
+        }))
+        .await;
+        assert_eq!(
+            o.error.as_ref().map(|e| e.r#type.as_str()),
+            Some("InvalidInput"),
+            "{path}"
+        );
+    }
+    // A symlink a command creates cannot redirect a later write outside /workspace either:
+    // everything outside is read-only or another tmpfs.
+    let r = contained(json!({
+        "runId": run_id("symlink"),
+        "command": "ln -s /etc link && echo x > link/evil; echo rc=$?"
+    }))
+    .await;
+    assert!(r["stdout"].as_str().unwrap().contains("rc=1"), "{r}");
+}
+
+/// The pid of the `ae-worker` whose environment names `identity`.
+fn worker_pid(identity: &str) -> Option<u32> {
+    let needle = format!("AE_WORKER_IDENTITY={identity}");
+    for _ in 0..50 {
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
+            let Ok(cmd) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
+                continue;
+            };
+            if cmd.trim() == "ae-worker" && env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
+            {
+                return Some(pid);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// Peak resident memory of a process, KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+#[test]
+fn harness_is_shared() {
+    // Keeps the shared environment alive for the async tests above in the same binary.
+    let _ = harness();
+}
