@@ -66,6 +66,7 @@ impl Engine {
             })?;
         }
 
+        self.check_kill_switch(&input.run_id).await?;
         let total = input.commands.len();
         let cost = self.config.cost_per_execution;
         let charge_id = charge_id(ctx);
@@ -143,6 +144,9 @@ impl Engine {
                 0.0
             }
         };
+        if sandbox.killed_by_switch() {
+            return Err(crate::execute::kill_switch_failure(&input.run_id));
+        }
         if cancelled {
             tracing::info!(run_id = %input.run_id, ran = outcomes.len(), "batch cancelled; sandbox removed");
             return Err(Stop::Cancelled);

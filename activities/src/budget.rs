@@ -171,6 +171,11 @@ impl BudgetStore {
         })
     }
 
+    /// The shared Redis connection (reconnecting), for the other Redis-backed controls.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
     /// Charges `amount` USD to `run_id` unless that would pass its limit. `charge_id` names the
     /// activity attempt: a second call with the same id charges nothing and reports the status.
     pub async fn charge(

@@ -202,7 +202,8 @@ impl Engine {
             );
         }
 
-        // 5. Charge, deploy, settle.
+        // 5. Charge, deploy, settle, unless an operator pulled the plug.
+        self.check_kill_switch(&input.run_id).await?;
         let cost = self.config.cost_per_execution;
         let charge_id = charge_id(ctx);
         let status = self
@@ -235,6 +236,16 @@ impl Engine {
             .await
         };
         sandbox.destroy().await;
+        if sandbox.killed_by_switch() {
+            audit(
+                &verified.approver,
+                "deploy",
+                "failure",
+                Some(approval),
+                "stopped by the kill switch",
+            );
+            return Err(crate::execute::kill_switch_failure(&input.run_id));
+        }
         let outcome = match outcome {
             Watched::Done(Ok(o)) => o,
             Watched::Done(Err(e)) => {

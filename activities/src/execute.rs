@@ -43,6 +43,8 @@ pub struct Engine {
     pub approvals: crate::approval::ApprovalPolicy,
     /// Approval decisions and deployments.
     pub audit: crate::audit::AuditLog,
+    /// The operators' emergency stop.
+    pub kill_switch: crate::control::KillSwitch,
 }
 
 /// How an execution ended when it did not produce a result.
@@ -89,7 +91,9 @@ impl Engine {
             keys,
         };
         let audit = crate::audit::AuditLog::new(config.audit_file.clone())?;
+        let kill_switch = crate::control::KillSwitch::new(budget.connection());
         Ok(Engine {
+            kill_switch,
             policy: Policy::standard(),
             redactor: Redactor::standard(),
             budget,
@@ -130,6 +134,7 @@ impl Engine {
             self.config.sandbox.max_total_file_bytes,
         )?;
         self.check_policy(&input.command, redactor)?;
+        self.check_kill_switch(&input.run_id).await?;
         if input
             .allowed_domains
             .as_ref()
@@ -181,6 +186,9 @@ impl Engine {
             .await
         };
         sandbox.destroy().await;
+        if sandbox.killed_by_switch() {
+            return Err(kill_switch_failure(&input.run_id));
+        }
         let outcome = match outcome {
             Watched::Done(Ok(o)) => o,
             Watched::Done(Err(e)) => {
@@ -250,6 +258,22 @@ impl Engine {
             )));
         }
         Ok(Duration::from_millis(timeout))
+    }
+
+    /// KillSwitchEngaged when an operator stopped this run or everything; fails closed when
+    /// Redis cannot say.
+    pub async fn check_kill_switch(&self, run_id: &str) -> Result<(), Failure> {
+        match self.kill_switch.engaged_for(run_id).await {
+            Ok(None) => Ok(()),
+            Ok(Some(reason)) => Err(Failure::new(
+                FailureType::KillSwitchEngaged,
+                format!("the kill switch is engaged: {reason}"),
+            )),
+            Err(e) => Err(Failure::new(
+                FailureType::BudgetStoreUnavailable,
+                format!("cannot read the kill switch: {e}"),
+            )),
+        }
     }
 
     /// PolicyViolation or ApprovalRequired, naming the rule.
@@ -415,6 +439,15 @@ pub fn effective_timeout(requested: Duration, deadline: Option<SystemTime>) -> D
         ),
         None => requested,
     }
+}
+
+/// The failure of an execution the kill switch stopped.
+pub fn kill_switch_failure(run_id: &str) -> Stop {
+    tracing::warn!(run_id, "execution stopped by the kill switch");
+    Stop::Fail(Failure::new(
+        FailureType::KillSwitchEngaged,
+        "the kill switch was engaged while the command ran; its sandbox was killed",
+    ))
 }
 
 /// Identifies one attempt of one activity: the key that makes a charge idempotent.

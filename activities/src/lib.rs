@@ -1,10 +1,11 @@
 //! The worker's activities and the parts they are made of.
 //!
 //! Each module owns one concept: [`policy`] (which commands may run), [`approval`] (verifying
-//! deployment approvals), [`audit`] (the record of approvals and deploys), [`budget`] (per-run spend
-//! in Redis), [`sandbox`] (Docker containers), [`redact`] (secrets out of every string that
-//! leaves), [`workspace`] (caller files into the sandbox), [`error`] (typed failures), and
-//! [`execute`], [`batch`] and [`deploy`] (the order each activity runs those parts in). [`SafeActivities`] is what a
+//! deployment approvals), [`audit`] (the record of approvals and deploys), [`control`] (kill
+//! switch, worker liveness, orphan reaper), [`budget`] (per-run spend in Redis), [`sandbox`]
+//! (Docker containers), [`redact`] (secrets out of every string that leaves), [`workspace`]
+//! (caller files into the sandbox), [`error`] (typed failures); [`execute`], [`batch`] and
+//! [`deploy`] run those parts in order for each activity. [`SafeActivities`] is what a
 //! Temporal worker registers.
 
 pub mod approval;
@@ -12,6 +13,7 @@ pub mod audit;
 pub mod batch;
 pub mod budget;
 pub mod config;
+pub mod control;
 pub mod deploy;
 pub mod error;
 pub mod execute;

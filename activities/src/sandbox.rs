@@ -97,6 +97,7 @@ pub struct SandboxEngine {
     docker: OnceCell<Docker>,
     cfg: SandboxConfig,
     owner: String,
+    registry: crate::control::Registry,
 }
 
 impl SandboxEngine {
@@ -106,7 +107,18 @@ impl SandboxEngine {
             docker: OnceCell::new(),
             cfg,
             owner: owner.into(),
+            registry: Default::default(),
         }
+    }
+
+    /// The sandboxes running now (for the kill switch and the reaper).
+    pub fn registry(&self) -> &crate::control::Registry {
+        &self.registry
+    }
+
+    /// This engine's owner label (the worker identity).
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// The configuration sandboxes are made with.
@@ -137,6 +149,7 @@ impl SandboxEngine {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let lifetime = cfg.max_lifetime.as_secs().max(1);
+        let run_id = labels.get("ae.run-id").cloned().unwrap_or_default();
         let mut all_labels = labels;
         all_labels.insert(LABEL_MANAGED.into(), "true".into());
         all_labels.insert(LABEL_OWNER.into(), self.owner.clone());
@@ -201,12 +214,15 @@ impl SandboxEngine {
             .create_container(Some(opts), body)
             .await
             .map_err(|e| SandboxError::Unavailable(describe_create_error(&cfg.image, &e)))?;
+        let switched = self.registry.add(&created.id, &run_id);
         let sandbox = Sandbox {
             docker,
             id: created.id,
             user: cfg.user.clone(),
             keep_bytes: cfg.output_cap_bytes + REDACTION_MARGIN,
             removed: Arc::new(AtomicBool::new(false)),
+            registry: self.registry.clone(),
+            switched,
         };
         if let Err(e) = sandbox.docker.start_container(&sandbox.id, None).await {
             sandbox.destroy().await;
@@ -253,9 +269,16 @@ pub struct Sandbox {
     user: String,
     keep_bytes: usize,
     removed: Arc<AtomicBool>,
+    registry: crate::control::Registry,
+    switched: Arc<AtomicBool>,
 }
 
 impl Sandbox {
+    /// True when the kill switch killed this sandbox.
+    pub fn killed_by_switch(&self) -> bool {
+        self.switched.load(Ordering::SeqCst)
+    }
+
     /// The container id.
     pub fn id(&self) -> &str {
         &self.id
@@ -534,6 +557,7 @@ impl Sandbox {
             return;
         }
         remove(&self.docker, &self.id).await;
+        self.registry.remove(&self.id);
     }
 
     /// Removes the container; the end of every sandbox's life.
@@ -552,7 +576,11 @@ impl Drop for Sandbox {
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let docker = self.docker.clone();
             let id = self.id.clone();
-            handle.spawn(async move { remove(&docker, &id).await });
+            let registry = self.registry.clone();
+            handle.spawn(async move {
+                remove(&docker, &id).await;
+                registry.remove(&id);
+            });
         }
     }
 }

@@ -266,37 +266,8 @@ impl Default for RunOpts {
 /// returns what the workflow saw plus the workflow id. Also asserts that no sandbox of that
 /// workflow is left once it is done.
 pub async fn run_activity(activity: &str, input: Value, opts: RunOpts) -> (Outcome, String) {
-    let h = harness();
-    let client = h.client().await;
-    let workflow_id = format!("test-{}", uuid::Uuid::new_v4());
-    let req = RunActivity {
-        activity: activity.into(),
-        input,
-        task_queue: opts.task_queue.clone(),
-        start_to_close_ms: opts.start_to_close.as_millis() as u64,
-        heartbeat_ms: opts.heartbeat.as_millis() as u64,
-        max_attempts: opts.max_attempts,
-        cancel_after_ms: opts.cancel_after.map(|d| d.as_millis() as u64),
-    };
-    let handle = client
-        .start_workflow(
-            RunActivityWorkflow::run,
-            req,
-            WorkflowStartOptions::new(TEST_WORKFLOW_QUEUE, &workflow_id)
-                .execution_timeout(Duration::from_secs(300))
-                .build(),
-        )
-        .await
-        .expect("start test workflow");
-    let outcome = handle
-        .get_result(WorkflowGetResultOptions::default())
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "test workflow {workflow_id} failed: {e:?}; logs in {:?}",
-                h.log_dir
-            )
-        });
+    let workflow_id = start_activity(activity, input, &opts).await;
+    let outcome = outcome_of(&workflow_id).await;
     if !opts.check_cleanup {
         return (outcome, workflow_id);
     }
@@ -307,6 +278,84 @@ pub async fn run_activity(activity: &str, input: Value, opts: RunOpts) -> (Outco
         "sandboxes left behind by {workflow_id}: {left:?}"
     );
     (outcome, workflow_id)
+}
+
+/// Starts the test workflow without waiting for it; returns its id.
+pub async fn start_activity(activity: &str, input: Value, opts: &RunOpts) -> String {
+    let client = harness().client().await;
+    let workflow_id = format!("test-{}", uuid::Uuid::new_v4());
+    let req = RunActivity {
+        activity: activity.into(),
+        input,
+        task_queue: opts.task_queue.clone(),
+        start_to_close_ms: opts.start_to_close.as_millis() as u64,
+        heartbeat_ms: opts.heartbeat.as_millis() as u64,
+        max_attempts: opts.max_attempts,
+        cancel_after_ms: opts.cancel_after.map(|d| d.as_millis() as u64),
+    };
+    client
+        .start_workflow(
+            RunActivityWorkflow::run,
+            req,
+            WorkflowStartOptions::new(TEST_WORKFLOW_QUEUE, &workflow_id)
+                .execution_timeout(Duration::from_secs(300))
+                .build(),
+        )
+        .await
+        .expect("start test workflow");
+    workflow_id
+}
+
+/// Waits for a test workflow started by [`start_activity`].
+pub async fn outcome_of(workflow_id: &str) -> Outcome {
+    let client = harness().client().await;
+    client
+        .get_workflow_handle::<RunActivityWorkflow>(workflow_id)
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "test workflow {workflow_id} failed: {e:?}; logs in {:?}",
+                harness().log_dir
+            )
+        })
+}
+
+/// The pid of the `ae-worker` whose environment names `identity`.
+pub fn worker_pid(identity: &str) -> Option<u32> {
+    let needle = format!("AE_WORKER_IDENTITY={identity}");
+    for _ in 0..50 {
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
+            let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
+                continue;
+            };
+            if comm.trim() == "ae-worker"
+                && env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
+            {
+                return Some(pid);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// Polls until some container carries `label=value`; returns its id.
+pub async fn wait_for_sandbox(label: &str, value: &str, within: Duration) -> Option<String> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(id) = sandboxes_with_label(label, value).await.into_iter().next() {
+            return Some(id);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
 }
 
 /// `safeExecuteCode` with default options.

@@ -1,7 +1,7 @@
 //! The abuse suite: hostile commands against real Docker. Each must be contained, the worker
 //! must stay healthy, and the next execution must succeed.
 
-use ae_tests::harness::{RunOpts, harness, run_activity, safe_execute, start_worker};
+use ae_tests::harness::{RunOpts, harness, run_activity, safe_execute, start_worker, worker_pid};
 use ae_tests::workflows::Outcome;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -219,30 +219,6 @@ async fn uploads_cannot_traverse_or_link_out_of_the_workspace() {
     }))
     .await;
     assert!(r["stdout"].as_str().unwrap().contains("rc=1"), "{r}");
-}
-
-/// The pid of the `ae-worker` whose environment names `identity`.
-fn worker_pid(identity: &str) -> Option<u32> {
-    let needle = format!("AE_WORKER_IDENTITY={identity}");
-    for _ in 0..50 {
-        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-                continue;
-            };
-            let Ok(cmd) = std::fs::read_to_string(format!("/proc/{pid}/comm")) else {
-                continue;
-            };
-            if cmd.trim() == "ae-worker" && env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
-            {
-                return Some(pid);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
 }
 
 /// Peak resident memory of a process, KiB.

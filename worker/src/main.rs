@@ -6,6 +6,7 @@
 
 mod approve;
 mod image;
+mod killswitch;
 mod logging;
 mod run;
 
@@ -30,6 +31,8 @@ enum Command {
     Approve(approve::ApproveArgs),
     /// Make an Ed25519 key pair for an approver.
     Keygen(approve::KeygenArgs),
+    /// Stop executions: new ones fail with KillSwitchEngaged, running sandboxes are killed.
+    KillSwitch(killswitch::KillSwitchArgs),
     /// Manage the sandbox image.
     Image {
         #[command(subcommand)]
@@ -51,6 +54,7 @@ async fn main() -> std::process::ExitCode {
         Command::Run(args) => run::run(args).await,
         Command::Approve(args) => approve::approve(args).await,
         Command::Keygen(args) => approve::keygen(args),
+        Command::KillSwitch(args) => killswitch::run(args).await,
         Command::Image {
             command: ImageCommand::Build(args),
         } => image::build(args).await,

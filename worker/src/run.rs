@@ -5,6 +5,7 @@
 //! reaches an activity only through a heartbeat response, so the throttle bounds how fast a
 //! cancelled sandbox dies) and graceful shutdown (every sandbox this worker created is removed).
 
+use ae_activities::control::{self, ControlTimings};
 use ae_activities::{Config, Engine, SafeActivities};
 use ae_workflows_spec::workflow::BuildAndDeployWorkflow;
 use anyhow::Context;
@@ -34,6 +35,24 @@ pub struct RunArgs {
     /// Seconds to keep trying to reach Temporal at start-up.
     #[arg(long, env = "AE_CONNECT_TIMEOUT_SECS", default_value_t = 30)]
     pub connect_timeout_secs: u64,
+    /// Seconds between reaper passes (orphaned and expired sandboxes).
+    #[arg(long, env = "AE_REAPER_INTERVAL_SECS", default_value_t = 30)]
+    pub reaper_interval_secs: u64,
+    /// Seconds a worker counts as alive after its last liveness refresh.
+    #[arg(long, env = "AE_WORKER_TTL_SECS", default_value_t = 20)]
+    pub worker_ttl_secs: u64,
+}
+
+impl RunArgs {
+    fn timings(&self) -> ControlTimings {
+        let ttl = Duration::from_secs(self.worker_ttl_secs.max(2));
+        ControlTimings {
+            alive_every: ttl / 3,
+            alive_ttl: ttl,
+            reap_every: Duration::from_secs(self.reaper_interval_secs.max(1)),
+            ..Default::default()
+        }
+    }
 }
 
 /// Runs the worker until SIGINT/SIGTERM, then removes this worker's sandboxes.
@@ -58,6 +77,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .graceful_shutdown_period(Duration::from_secs(10))
         .build();
     let mut worker = Worker::new(&runtime, client, options).context("cannot create the worker")?;
+    tokio::spawn(control_loop(
+        engine.clone(),
+        identity.clone(),
+        args.timings(),
+    ));
     let shutdown = worker.shutdown_handle();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -80,6 +104,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     result.context("worker stopped with an error")?;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Kill-switch watcher, liveness and reaper; starts once Docker answers.
+async fn control_loop(engine: Arc<Engine>, identity: String, timings: ControlTimings) {
+    let docker = loop {
+        match engine.sandbox.docker().await {
+            Ok(d) => break d.clone(),
+            Err(e) => {
+                tracing::warn!(error = %e, "control loop waiting for Docker");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    };
+    control::run_background(
+        engine.budget.connection(),
+        docker,
+        engine.sandbox.registry().clone(),
+        identity,
+        timings,
+    )
+    .await;
 }
 
 /// Connects to Temporal, retrying for `args.connect_timeout_secs`.

@@ -28,11 +28,13 @@ pub enum FailureType {
     ApprovalInvalid,
     /// Workspace files contain hardcoded credentials; the message names file and line.
     SecretsDetected,
+    /// An operator engaged the kill switch for this run or for everything.
+    KillSwitchEngaged,
 }
 
 impl FailureType {
     /// Every type, for docs and schema.
-    pub const ALL: [FailureType; 9] = [
+    pub const ALL: [FailureType; 10] = [
         FailureType::PolicyViolation,
         FailureType::ApprovalRequired,
         FailureType::BudgetExceeded,
@@ -42,6 +44,7 @@ impl FailureType {
         FailureType::BudgetStoreUnavailable,
         FailureType::ApprovalInvalid,
         FailureType::SecretsDetected,
+        FailureType::KillSwitchEngaged,
     ];
 
     /// The wire name, e.g. `PolicyViolation`.
@@ -56,6 +59,7 @@ impl FailureType {
             FailureType::BudgetStoreUnavailable => "BudgetStoreUnavailable",
             FailureType::ApprovalInvalid => "ApprovalInvalid",
             FailureType::SecretsDetected => "SecretsDetected",
+            FailureType::KillSwitchEngaged => "KillSwitchEngaged",
         }
     }
 
