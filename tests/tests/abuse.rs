@@ -4,7 +4,6 @@
 use ae_tests::harness::{RunOpts, harness, run_activity, safe_execute, start_worker, worker_pid};
 use ae_tests::workflows::Outcome;
 use serde_json::{Value, json};
-use std::time::Duration;
 
 fn run_id(tag: &str) -> String {
     format!("{tag}-{}", uuid::Uuid::new_v4().simple())
