@@ -59,6 +59,10 @@ pub struct SandboxConfig {
     pub max_total_file_bytes: usize,
     /// The uid:gid commands run as.
     pub user: String,
+    /// Pre-started sandboxes kept ready (0: no warm pool).
+    pub pool_size: usize,
+    /// A pooled sandbox older than this is replaced, never handed out.
+    pub pool_max_age: Duration,
     /// Outer bound on a sandbox's life (seed 000: 24 hours), even if the worker dies.
     pub max_lifetime: Duration,
 }
@@ -80,6 +84,8 @@ impl Default for SandboxConfig {
             max_total_file_bytes: 20 * 1024 * 1024,
             user: "65534:65534".into(),
             max_lifetime: Duration::from_secs(24 * 60 * 60),
+            pool_size: 0,
+            pool_max_age: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -137,6 +143,9 @@ impl Config {
         c.sandbox.memory_bytes = parse("AE_SANDBOX_MEMORY_BYTES", c.sandbox.memory_bytes)?;
         c.sandbox.pids_limit = parse("AE_SANDBOX_PIDS_LIMIT", c.sandbox.pids_limit)?;
         c.sandbox.nano_cpus = parse("AE_SANDBOX_NANO_CPUS", c.sandbox.nano_cpus)?;
+        c.sandbox.pool_size = parse("AE_POOL_SIZE", c.sandbox.pool_size)?;
+        let age = parse("AE_POOL_MAX_AGE_SECS", c.sandbox.pool_max_age.as_secs())?;
+        c.sandbox.pool_max_age = Duration::from_secs(age.max(1));
         let max_ms = parse(
             "AE_MAX_TIMEOUT_MS",
             c.sandbox.max_timeout.as_millis() as u64,

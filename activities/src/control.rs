@@ -60,6 +60,13 @@ impl Registry {
         killed
     }
 
+    /// Records which run a (pooled) sandbox now serves.
+    pub fn assign(&self, container: &str, run_id: &str) {
+        if let Some(r) = self.lock().get_mut(container) {
+            r.run_id = run_id.to_string();
+        }
+    }
+
     /// Forgets a sandbox.
     pub fn remove(&self, container: &str) {
         self.lock().remove(container);

@@ -185,10 +185,11 @@ impl Engine {
             })
             .await
         };
-        sandbox.destroy().await;
+        let sandbox_id = sandbox.short_id().to_string();
         if sandbox.killed_by_switch() {
             return Err(kill_switch_failure(&input.run_id));
         }
+        sandbox.release();
         let outcome = match outcome {
             Watched::Done(Ok(o)) => o,
             Watched::Done(Err(e)) => {
@@ -199,7 +200,8 @@ impl Engine {
                 return Err(Stop::Cancelled);
             }
         };
-        let result = self.result(outcome, cost, status.remaining, redactor);
+        let mut result = self.result(outcome, cost, status.remaining, redactor);
+        result.sandbox_id = Some(sandbox_id);
         tracing::info!(
             run_id = %input.run_id,
             exit_code = result.exit_code,
@@ -223,7 +225,13 @@ impl Engine {
     ) -> Result<crate::sandbox::Sandbox, Stop> {
         let mut labels = labels(ctx, run_id);
         labels.insert("ae.profile".into(), profile.into());
-        let sandbox = match self.sandbox.start(labels).await {
+        // Only the default profile is pooled; production deploys always get a fresh sandbox.
+        let sandbox = if profile == "sandbox" {
+            self.sandbox.take(labels).await
+        } else {
+            self.sandbox.start(labels).await
+        };
+        let sandbox = match sandbox {
             Ok(s) => s,
             Err(e) => return Err(self.refund_and_fail(run_id, charge_id, e).await),
         };
@@ -333,6 +341,7 @@ impl Engine {
             oom_killed: o.oom_killed,
             signal: o.signal.map(str::to_string),
             peak_memory_bytes: o.peak_memory_bytes,
+            sandbox_id: None,
         };
         fit_payload(&mut result, self.config.sandbox.max_result_bytes);
         result
@@ -664,6 +673,7 @@ mod tests {
             oom_killed: false,
             signal: None,
             peak_memory_bytes: None,
+            sandbox_id: None,
         };
         fit_payload(&mut r, 1_500_000);
         assert!(serde_json::to_vec(&r).unwrap().len() <= 1_500_000);

@@ -98,6 +98,8 @@ pub struct SandboxEngine {
     cfg: SandboxConfig,
     owner: String,
     registry: crate::control::Registry,
+    pool: std::sync::Mutex<std::collections::VecDeque<Sandbox>>,
+    pool_wanted: tokio::sync::Notify,
 }
 
 impl SandboxEngine {
@@ -108,7 +110,92 @@ impl SandboxEngine {
             cfg,
             owner: owner.into(),
             registry: Default::default(),
+            pool: Default::default(),
+            pool_wanted: tokio::sync::Notify::new(),
         }
+    }
+
+    /// A sandbox for one execution: a healthy pre-started one from the warm pool when there is
+    /// one, else a fresh one. Either way it is used once and then destroyed.
+    pub async fn take(&self, labels: HashMap<String, String>) -> Result<Sandbox, SandboxError> {
+        let run_id = labels.get("ae.run-id").cloned().unwrap_or_default();
+        while let Some(sandbox) = self.pop_pooled() {
+            self.pool_wanted.notify_one();
+            if sandbox.created.elapsed() < self.cfg.pool_max_age && sandbox.is_running().await {
+                self.registry.assign(&sandbox.id, &run_id);
+                tracing::info!(
+                    sandbox = &sandbox.id[..12],
+                    workflow_id = labels
+                        .get("ae.workflow-id")
+                        .map(String::as_str)
+                        .unwrap_or("-"),
+                    activity_id = labels
+                        .get("ae.activity-id")
+                        .map(String::as_str)
+                        .unwrap_or("-"),
+                    "sandbox taken from the warm pool"
+                );
+                return Ok(sandbox);
+            }
+            sandbox.release();
+        }
+        self.start(labels).await
+    }
+
+    fn pop_pooled(&self) -> Option<Sandbox> {
+        self.pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+    }
+
+    /// Keeps `cfg.pool_size` healthy sandboxes ready, replacing aged ones; runs forever.
+    pub async fn run_pool(&self) {
+        if self.cfg.pool_size == 0 {
+            return;
+        }
+        loop {
+            // Replace aged sandboxes.
+            let aged: Vec<Sandbox> = {
+                let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+                let (old, fresh): (Vec<_>, Vec<_>) = pool
+                    .drain(..)
+                    .partition(|s| s.created.elapsed() >= self.cfg.pool_max_age);
+                pool.extend(fresh);
+                old
+            };
+            for s in aged {
+                s.release();
+            }
+            let have = self.pool.lock().unwrap_or_else(|e| e.into_inner()).len();
+            if have < self.cfg.pool_size {
+                let labels = HashMap::from([("ae.pool".to_string(), "true".to_string())]);
+                match self.start(labels).await {
+                    Ok(s) => match s.health_check().await {
+                        Ok(()) => {
+                            self.pool
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push_back(s);
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "pooled sandbox failed its health check");
+                            s.release();
+                        }
+                    },
+                    Err(e) => tracing::warn!(error = %e, "cannot fill the warm pool"),
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.pool_wanted.notified()).await;
+        }
+    }
+
+    /// How many sandboxes wait in the pool.
+    pub fn pooled(&self) -> usize {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// The sandboxes running now (for the kill switch and the reaper).
@@ -216,6 +303,7 @@ impl SandboxEngine {
             .map_err(|e| SandboxError::Unavailable(describe_create_error(&cfg.image, &e)))?;
         let switched = self.registry.add(&created.id, &run_id);
         let sandbox = Sandbox {
+            created: Instant::now(),
             docker,
             id: created.id,
             user: cfg.user.clone(),
@@ -262,8 +350,10 @@ impl SandboxEngine {
     }
 }
 
-/// One running sandbox. Removed by [`Sandbox::destroy`], or in the background when dropped.
+/// One running sandbox. Removed by [`Sandbox::destroy`], or in the background when released
+/// or dropped.
 pub struct Sandbox {
+    created: Instant,
     docker: Docker,
     id: String,
     user: String,
@@ -282,6 +372,42 @@ impl Sandbox {
     /// The container id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The first 12 characters of the container id, as `docker ps` shows it.
+    pub fn short_id(&self) -> &str {
+        &self.id[..12.min(self.id.len())]
+    }
+
+    /// Removes the container in the background: the caller's result need not wait for Docker.
+    pub fn release(self) {
+        drop(self);
+    }
+
+    /// Whether the container still runs (a pooled one may have died while waiting).
+    async fn is_running(&self) -> bool {
+        self.docker
+            .inspect_container(&self.id, None)
+            .await
+            .ok()
+            .and_then(|c| c.state)
+            .and_then(|s| s.running)
+            .unwrap_or(false)
+    }
+
+    /// Runs `true` as the command user: the sandbox can exec and is ready.
+    async fn health_check(&self) -> Result<(), SandboxError> {
+        let outcome = self
+            .exec("true", &[], Duration::from_secs(10), &Progress::default())
+            .await?;
+        if outcome.exit_code == 0 {
+            Ok(())
+        } else {
+            Err(SandboxError::Failed(format!(
+                "health check exited {}",
+                outcome.exit_code
+            )))
+        }
     }
 
     /// Unpacks an uncompressed tar (built by `workspace::pack`) into `/workspace`.

@@ -5,7 +5,7 @@
 //! Run: `cargo bench -p ae-tests --bench latency` (after `cargo build --workspace --bins`).
 //! `AE_BENCH_ITERATIONS` sets the sample count (default 30).
 
-use ae_tests::harness::{RunOpts, harness, run_activity};
+use ae_tests::harness::{RunOpts, harness, run_activity, start_worker};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use temporalio_macros::activities;
@@ -49,55 +49,105 @@ async fn main() -> anyhow::Result<()> {
 async fn measure(n: usize) -> anyhow::Result<()> {
     let image = std::env::var("AE_SANDBOX_IMAGE").unwrap_or_else(|_| "ae-sandbox:latest".into());
 
-    // Warm every path once so first-use costs (connections, caches) are not sampled.
+    // A second worker with a warm pool, on its own queue.
+    let pooled = start_worker(&[("AE_POOL_SIZE", "4")]);
+    let pooled_queue = pooled.task_queue.clone();
+    // A running container for the `docker exec` floor.
+    let running = docker(&[
+        "run",
+        "-d",
+        "--rm",
+        "--network",
+        "none",
+        &image,
+        "sleep",
+        "3600",
+    ])?;
+    let running = running.trim().to_string();
+
     let noop = || {
         run_activity(
             "noop",
             json!({}),
             RunOpts {
                 task_queue: NOOP_QUEUE.into(),
+                check_cleanup: false,
                 ..Default::default()
             },
         )
     };
     let run = format!("bench-{}", uuid::Uuid::new_v4().simple());
-    let exec = || {
+    let cold = || {
         run_activity(
             "safeExecuteCode",
             json!({"runId": run, "command": "true"}),
-            RunOpts::default(),
+            RunOpts {
+                check_cleanup: false,
+                ..Default::default()
+            },
         )
     };
-    noop().await;
-    exec().await;
-    docker_run(&image)?;
+    let warm = || {
+        run_activity(
+            "safeExecuteCode",
+            json!({"runId": run, "command": "true"}),
+            RunOpts {
+                task_queue: pooled_queue.clone(),
+                check_cleanup: false,
+                ..Default::default()
+            },
+        )
+    };
 
-    let mut rows = Vec::new();
-    // Interleave the three so machine noise hits them alike.
-    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    // Warm every path once so first-use costs (connections, caches) are not sampled.
+    noop().await;
+    cold().await;
+    warm().await;
+    docker(&["run", "--rm", "--network", "none", &image, "true"])?;
+    docker(&["exec", &running, "true"])?;
+
+    // Interleave them so machine noise hits all alike. The pooled worker gets a moment to
+    // refill between its samples, as it would between real executions.
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); 5];
     for _ in 0..n {
         let t = Instant::now();
         let (o, _) = noop().await;
         assert!(o.result.is_some(), "{o:?}");
-        a.push(t.elapsed());
+        samples[0].push(t.elapsed());
         let t = Instant::now();
-        let (o, _) = exec().await;
+        let (o, _) = warm().await;
         assert_eq!(
             o.result.as_ref().map(|r| r["exitCode"].clone()),
             Some(json!(0)),
             "{o:?}"
         );
-        b.push(t.elapsed());
+        samples[1].push(t.elapsed());
         let t = Instant::now();
-        docker_run(&image)?;
-        c.push(t.elapsed());
+        let (o, _) = cold().await;
+        assert_eq!(
+            o.result.as_ref().map(|r| r["exitCode"].clone()),
+            Some(json!(0)),
+            "{o:?}"
+        );
+        samples[2].push(t.elapsed());
+        let t = Instant::now();
+        docker(&["exec", &running, "true"])?;
+        samples[3].push(t.elapsed());
+        let t = Instant::now();
+        docker(&["run", "--rm", "--network", "none", &image, "true"])?;
+        samples[4].push(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    rows.push(("workflow -> no-op activity (floor: Temporal)", a));
-    rows.push(("workflow -> safeExecuteCode(\"true\")", b));
-    rows.push((
-        &*Box::leak(format!("docker run --rm {image} true (floor: engine)").into_boxed_str()),
-        c,
-    ));
+    let _ = docker(&["rm", "-f", &running]);
+    drop(pooled);
+    let names = [
+        "workflow -> no-op activity (floor: Temporal)".to_string(),
+        "workflow -> safeExecuteCode(\"true\"), warm pool".to_string(),
+        "workflow -> safeExecuteCode(\"true\"), no pool".to_string(),
+        "docker exec <running> true (floor: exec)".to_string(),
+        format!("docker run --rm {image} true (floor: engine)"),
+    ];
+    let rows: Vec<(String, Vec<Duration>)> = names.into_iter().zip(samples).collect();
 
     println!("\nlatency over {n} iterations, interleaved, same machine and run\n");
     println!("| path | p50 ms | p90 ms | p99 ms | mean ms |");
@@ -116,12 +166,10 @@ async fn measure(n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn docker_run(image: &str) -> anyhow::Result<()> {
-    let status = std::process::Command::new("docker")
-        .args(["run", "--rm", "--network", "none", image, "true"])
-        .status()?;
-    anyhow::ensure!(status.success(), "docker run failed");
-    Ok(())
+fn docker(args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new("docker").args(args).output()?;
+    anyhow::ensure!(out.status.success(), "docker {args:?} failed");
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn pct(sorted: &[Duration], p: usize) -> Duration {

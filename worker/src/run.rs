@@ -82,6 +82,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         identity.clone(),
         args.timings(),
     ));
+    let pool_engine = engine.clone();
+    tokio::spawn(async move { pool_engine.sandbox.run_pool().await });
     let shutdown = worker.shutdown_handle();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -96,6 +96,9 @@ pub struct ExecutionResult {
     /// Peak memory of the sandbox, bytes, where the engine reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_memory_bytes: Option<u64>,
+    /// The sandbox's container id (12 characters), for logs and audits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_id: Option<String>,
 }
 
 /// Heartbeat details while a command runs.
