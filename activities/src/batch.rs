@@ -66,6 +66,7 @@ impl Engine {
             })?;
         }
 
+        let image = self.check_image(input.image.as_deref())?;
         self.check_kill_switch(&input.run_id).await?;
         let total = input.commands.len();
         let cost = self.config.cost_per_execution;
@@ -75,7 +76,7 @@ impl Engine {
             .await
             .map_err(budget_failure)?;
         let sandbox = self
-            .prepare_sandbox(ctx, &input.run_id, &charge_id, &files, "sandbox")
+            .prepare_sandbox(ctx, &input.run_id, &charge_id, &files, "sandbox", &image)
             .await?;
 
         let env = env_list(&input.env);

@@ -35,6 +35,10 @@ pub struct Config {
 pub struct SandboxConfig {
     /// Image the sandboxes run (`ae-worker image build` makes the default).
     pub image: String,
+    /// Other images callers may ask for with the input field `image` (`AE_ALLOWED_IMAGES`).
+    pub allowed_images: Vec<String>,
+    /// Largest output file returned, bytes.
+    pub max_output_file_bytes: usize,
     /// Memory limit in bytes; swap is set equal so nothing swaps.
     pub memory_bytes: i64,
     /// CPU quota in billionths of a CPU.
@@ -71,6 +75,8 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
             image: "ae-sandbox:latest".into(),
+            allowed_images: Vec::new(),
+            max_output_file_bytes: 256 * 1024,
             memory_bytes: 512 * 1024 * 1024,
             nano_cpus: 1_000_000_000,
             pids_limit: 256,
@@ -135,6 +141,13 @@ impl Config {
         c.audit_file = env::var_os("AE_AUDIT_FILE").map(Into::into);
         if let Ok(v) = env::var("AE_SANDBOX_IMAGE") {
             c.sandbox.image = v;
+        }
+        if let Ok(v) = env::var("AE_ALLOWED_IMAGES") {
+            c.sandbox.allowed_images = v
+                .split(',')
+                .map(|i| i.trim().to_string())
+                .filter(|i| !i.is_empty())
+                .collect();
         }
         c.cost_per_execution = parse_usd("AE_COST_PER_EXECUTION", c.cost_per_execution)?;
         c.default_budget = parse_usd("AE_DEFAULT_BUDGET", c.default_budget)?;

@@ -213,7 +213,14 @@ impl Engine {
             .map_err(budget_failure)?;
         let started = Instant::now();
         let sandbox = self
-            .prepare_sandbox(ctx, &input.run_id, &charge_id, &files, "production")
+            .prepare_sandbox(
+                ctx,
+                &input.run_id,
+                &charge_id,
+                &files,
+                "production",
+                &self.config.sandbox.image,
+            )
             .await?;
         let progress = Progress::default();
         let env = env_list(&input.env);

@@ -134,6 +134,8 @@ impl Engine {
             self.config.sandbox.max_total_file_bytes,
         )?;
         self.check_policy(&input.command, redactor)?;
+        let image = self.check_image(input.image.as_deref())?;
+        let outputs = check_output_files(&input.output_files)?;
         self.check_kill_switch(&input.run_id).await?;
         if input
             .allowed_domains
@@ -158,7 +160,7 @@ impl Engine {
         let env = env_list(&input.env);
         let started = Instant::now();
         let sandbox = self
-            .prepare_sandbox(ctx, &input.run_id, &charge_id, &files, "sandbox")
+            .prepare_sandbox(ctx, &input.run_id, &charge_id, &files, "sandbox", &image)
             .await?;
 
         tracing::info!(
@@ -189,7 +191,14 @@ impl Engine {
         if sandbox.killed_by_switch() {
             return Err(kill_switch_failure(&input.run_id));
         }
+        let output_files = if matches!(outcome, Watched::Done(Ok(_))) && !outputs.is_empty() {
+            self.collect_output_files(&sandbox, &outputs, redactor)
+                .await
+        } else {
+            Ok(Vec::new())
+        };
         sandbox.release();
+        let output_files = output_files?;
         let outcome = match outcome {
             Watched::Done(Ok(o)) => o,
             Watched::Done(Err(e)) => {
@@ -202,6 +211,8 @@ impl Engine {
         };
         let mut result = self.result(outcome, cost, status.remaining, redactor);
         result.sandbox_id = Some(sandbox_id);
+        result.output_files = output_files;
+        fit_payload(&mut result, self.config.sandbox.max_result_bytes);
         tracing::info!(
             run_id = %input.run_id,
             exit_code = result.exit_code,
@@ -222,9 +233,11 @@ impl Engine {
         charge_id: &str,
         files: &[workspace::CheckedFile],
         profile: &str,
+        image: &str,
     ) -> Result<crate::sandbox::Sandbox, Stop> {
         let mut labels = labels(ctx, run_id);
         labels.insert("ae.profile".into(), profile.into());
+        labels.insert(crate::sandbox::LABEL_IMAGE.into(), image.into());
         // Only the default profile is pooled; production deploys always get a fresh sandbox.
         let sandbox = if profile == "sandbox" {
             self.sandbox.take(labels).await
@@ -266,6 +279,72 @@ impl Engine {
             )));
         }
         Ok(Duration::from_millis(timeout))
+    }
+
+    /// The image to run: the default, or one on the allowlist; anything else is refused.
+    pub fn check_image(&self, image: Option<&str>) -> Result<String, Failure> {
+        let cfg = &self.config.sandbox;
+        match image {
+            None => Ok(cfg.image.clone()),
+            Some(i) if i == cfg.image || cfg.allowed_images.iter().any(|a| a == i) => Ok(i.into()),
+            Some(i) => Err(Failure::new(
+                FailureType::PolicyViolation,
+                format!("refused by policy rule 'image-not-allowed': image {i:?} is not on the worker's allowlist"),
+            )
+            .with_details(serde_json::json!({"allowed": false, "rule": "image-not-allowed", "requiresApproval": false, "reason": "image not on the allowlist"}))),
+        }
+    }
+
+    /// Reads the requested files back, redacting text; binary content comes back as base64.
+    async fn collect_output_files(
+        &self,
+        sandbox: &crate::sandbox::Sandbox,
+        paths: &[(String, String)],
+        redactor: &Redactor,
+    ) -> Result<Vec<ae_workflows_spec::execute::OutputFile>, Stop> {
+        use base64::Engine as _;
+        let cap = self.config.sandbox.max_output_file_bytes;
+        let mut out = Vec::new();
+        for (asked, rel) in paths {
+            let read = sandbox.read_file(rel, cap).await.map_err(|e| match e {
+                SandboxError::Upload(m) => {
+                    Stop::Fail(Failure::invalid_input(format!("outputFiles: {m}")))
+                }
+                other => Stop::Fail(Failure::new(
+                    FailureType::SandboxUnavailable,
+                    other.to_string(),
+                )),
+            })?;
+            let file = match read {
+                None => ae_workflows_spec::execute::OutputFile {
+                    path: asked.clone(),
+                    content: String::new(),
+                    encoding: "utf8".into(),
+                    found: false,
+                    truncated: false,
+                },
+                Some(mut bytes) => {
+                    let truncated = bytes.len() > cap;
+                    bytes.truncate(cap);
+                    let (content, encoding) = match String::from_utf8(bytes) {
+                        Ok(text) => (redactor.redact_str(&text), "utf8"),
+                        Err(e) => (
+                            base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+                            "base64",
+                        ),
+                    };
+                    ae_workflows_spec::execute::OutputFile {
+                        path: asked.clone(),
+                        content,
+                        encoding: encoding.into(),
+                        found: true,
+                        truncated,
+                    }
+                }
+            };
+            out.push(file);
+        }
+        Ok(out)
     }
 
     /// KillSwitchEngaged when an operator stopped this run or everything; fails closed when
@@ -342,6 +421,7 @@ impl Engine {
             signal: o.signal.map(str::to_string),
             peak_memory_bytes: o.peak_memory_bytes,
             sandbox_id: None,
+            output_files: Vec::new(),
         };
         fit_payload(&mut result, self.config.sandbox.max_result_bytes);
         result
@@ -531,6 +611,24 @@ pub fn decode_input<T: DeserializeOwned>(raw: &RawValue) -> Result<T, Failure> {
         .map_err(|e| Failure::invalid_input(format!("invalid input: {e}")))
 }
 
+/// Validates `outputFiles`: at most 32, each under `/workspace`. Returns (as asked, relative).
+pub fn check_output_files(paths: &[String]) -> Result<Vec<(String, String)>, Failure> {
+    if paths.len() > 32 {
+        return Err(Failure::invalid_input(
+            "outputFiles has more than 32 entries",
+        ));
+    }
+    paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            workspace::normalise(p)
+                .map(|rel| (p.clone(), rel))
+                .map_err(|why| Failure::invalid_input(format!("outputFiles[{i}] {p:?}: {why}")))
+        })
+        .collect()
+}
+
 /// `NAME=value` strings for exec.
 pub fn env_list(env: &std::collections::BTreeMap<String, String>) -> Vec<String> {
     env.iter().map(|(k, v)| format!("{k}={v}")).collect()
@@ -674,6 +772,7 @@ mod tests {
             signal: None,
             peak_memory_bytes: None,
             sandbox_id: None,
+            output_files: Vec::new(),
         };
         fit_payload(&mut r, 1_500_000);
         assert!(serde_json::to_vec(&r).unwrap().len() <= 1_500_000);

@@ -31,6 +31,8 @@ use tokio::sync::OnceCell;
 pub const LABEL_MANAGED: &str = "ae.managed";
 /// Label naming the worker process that created the container.
 pub const LABEL_OWNER: &str = "ae.owner";
+/// Label naming the image a sandbox runs (also how a caller asks `start` for a non-default one).
+pub const LABEL_IMAGE: &str = "ae.image";
 /// Label holding the unix time after which the container must not exist.
 pub const LABEL_EXPIRES: &str = "ae.expires";
 
@@ -119,6 +121,11 @@ impl SandboxEngine {
     /// one, else a fresh one. Either way it is used once and then destroyed.
     pub async fn take(&self, labels: HashMap<String, String>) -> Result<Sandbox, SandboxError> {
         let run_id = labels.get("ae.run-id").cloned().unwrap_or_default();
+        let image = labels.get(LABEL_IMAGE).unwrap_or(&self.cfg.image);
+        if *image != self.cfg.image {
+            // Only the default image is pooled.
+            return self.start(labels).await;
+        }
         while let Some(sandbox) = self.pop_pooled() {
             self.pool_wanted.notify_one();
             if sandbox.created.elapsed() < self.cfg.pool_max_age && sandbox.is_running().await {
@@ -237,7 +244,12 @@ impl SandboxEngine {
             .unwrap_or_default();
         let lifetime = cfg.max_lifetime.as_secs().max(1);
         let run_id = labels.get("ae.run-id").cloned().unwrap_or_default();
+        let image = labels
+            .get(LABEL_IMAGE)
+            .cloned()
+            .unwrap_or_else(|| cfg.image.clone());
         let mut all_labels = labels;
+        all_labels.insert(LABEL_IMAGE.into(), image.clone());
         all_labels.insert(LABEL_MANAGED.into(), "true".into());
         all_labels.insert(LABEL_OWNER.into(), self.owner.clone());
         all_labels.insert(LABEL_EXPIRES.into(), (now.as_secs() + lifetime).to_string());
@@ -281,7 +293,7 @@ impl SandboxEngine {
             ..Default::default()
         };
         let body = ContainerCreateBody {
-            image: Some(cfg.image.clone()),
+            image: Some(image.clone()),
             cmd: Some(vec!["sleep".into(), lifetime.to_string()]),
             // Only the init and its `sleep` run as uid 0 (with no capabilities and
             // no-new-privileges). Every command runs as `cfg.user`, which therefore cannot
@@ -300,7 +312,7 @@ impl SandboxEngine {
         let created = docker
             .create_container(Some(opts), body)
             .await
-            .map_err(|e| SandboxError::Unavailable(describe_create_error(&cfg.image, &e)))?;
+            .map_err(|e| SandboxError::Unavailable(describe_create_error(&image, &e)))?;
         let switched = self.registry.add(&created.id, &run_id);
         let sandbox = Sandbox {
             created: Instant::now(),
@@ -634,9 +646,19 @@ impl Sandbox {
         }
     }
 
-    /// OOM kills and peak memory of this sandbox's cgroup (v1 or v2), read from inside. Right
-    /// after an OOM kill the cgroup may still be at its limit and the read fail: retry briefly.
+    /// OOM kills and peak memory of this sandbox's memory cgroup. Read from the host's cgroup
+    /// filesystem when the worker runs beside the engine (microseconds), else from inside the
+    /// sandbox with an exec.
     async fn cgroup_stats(&self) -> CgroupStats {
+        if let Some(stats) = host_cgroup_stats(&self.id) {
+            return stats;
+        }
+        self.cgroup_stats_by_exec().await
+    }
+
+    /// Right after an OOM kill the cgroup may still be at its limit and an exec fail: retry
+    /// briefly.
+    async fn cgroup_stats_by_exec(&self) -> CgroupStats {
         for attempt in 0..10 {
             let stats = self.read_cgroup_stats().await;
             if stats.peak_memory_bytes.is_some() {
@@ -675,6 +697,56 @@ impl Sandbox {
             text.extend_from_slice(m.as_ref());
         }
         CgroupStats::parse(&String::from_utf8_lossy(&text))
+    }
+
+    /// Reads files the command left under `/workspace`, at most `cap` bytes each. A path that
+    /// resolves (through symlinks) outside `/workspace` is refused inside the sandbox.
+    pub async fn read_file(&self, rel: &str, cap: usize) -> Result<Option<Vec<u8>>, SandboxError> {
+        let script = format!(
+            "p=$(realpath \"/workspace/$1\" 2>/dev/null) || exit 44; case \"$p\" in /workspace/*) [ -f \"$p\" ] || exit 44; head -c {} \"$p\";; *) exit 45;; esac",
+            cap + 1
+        );
+        let exec = self
+            .docker
+            .create_exec(
+                &self.id,
+                CreateExecOptions {
+                    cmd: Some(vec![
+                        "/bin/sh".to_string(),
+                        "-c".into(),
+                        script,
+                        "sh".into(),
+                        rel.into(),
+                    ]),
+                    attach_stdout: Some(true),
+                    user: Some(self.user.clone()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| SandboxError::Failed(format!("cannot read {rel}: {e}")))?;
+        let StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| SandboxError::Failed(format!("cannot read {rel}: {e}")))?
+        else {
+            return Err(SandboxError::Failed("exec did not attach".into()));
+        };
+        let mut data = Capture::new(cap + 1);
+        while let Some(item) = output.next().await {
+            if let Ok(LogOutput::StdOut { message }) = item {
+                data.push(&message);
+            }
+        }
+        match self.exit_code(&exec.id).await? {
+            0 => Ok(Some(data.buf)),
+            44 => Ok(None),
+            45 => Err(SandboxError::Upload(format!(
+                "{rel} resolves outside /workspace"
+            ))),
+            code => Err(SandboxError::Failed(format!("reading {rel} exited {code}"))),
+        }
     }
 
     /// Kills and removes the container at once (idempotent).
@@ -767,6 +839,42 @@ impl CgroupStats {
         }
         stats
     }
+}
+
+/// Reads a container's memory cgroup from the host, for the cgroupfs and systemd drivers on
+/// cgroup v1 and v2. None when none of the places exist (e.g. a remote engine).
+fn host_cgroup_stats(id: &str) -> Option<CgroupStats> {
+    let v1 = [
+        format!("/sys/fs/cgroup/memory/docker/{id}"),
+        format!("/sys/fs/cgroup/memory/system.slice/docker-{id}.scope"),
+    ];
+    for dir in &v1 {
+        let Ok(oom) = std::fs::read_to_string(format!("{dir}/memory.oom_control")) else {
+            continue;
+        };
+        let peak = std::fs::read_to_string(format!("{dir}/memory.max_usage_in_bytes")).ok()?;
+        let text = format!(
+            "memory/memory.oom_control {}\nmemory/memory.max_usage_in_bytes {peak}",
+            oom.replace('\n', " ")
+        );
+        return Some(CgroupStats::parse(&text));
+    }
+    let v2 = [
+        format!("/sys/fs/cgroup/docker/{id}"),
+        format!("/sys/fs/cgroup/system.slice/docker-{id}.scope"),
+    ];
+    for dir in &v2 {
+        let Ok(events) = std::fs::read_to_string(format!("{dir}/memory.events")) else {
+            continue;
+        };
+        let peak = std::fs::read_to_string(format!("{dir}/memory.peak")).unwrap_or_default();
+        let text = format!(
+            "memory.events {}\nmemory.peak {peak}",
+            events.replace('\n', " ")
+        );
+        return Some(CgroupStats::parse(&text));
+    }
+    None
 }
 
 /// The signal behind an exit code of 128 + n.

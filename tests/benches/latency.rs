@@ -136,7 +136,7 @@ async fn measure(n: usize) -> anyhow::Result<()> {
         let t = Instant::now();
         docker(&["run", "--rm", "--network", "none", &image, "true"])?;
         samples[4].push(t.elapsed());
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
     }
     let _ = docker(&["rm", "-f", &running]);
     drop(pooled);

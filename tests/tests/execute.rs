@@ -342,3 +342,55 @@ async fn scripts_in_the_workspace_are_executable() {
     .await;
     assert_eq!(result(&o)["stdout"], "ran\nran\n");
 }
+
+#[tokio::test]
+async fn output_files_come_back_capped_redacted_and_only_from_the_workspace() {
+    let o = safe_execute(json!({
+        "runId": run_id("outputs"),
+        "command": "mkdir -p dist && echo '<h1>built</h1>' > dist/index.html && printf '\\x00\\x01\\xff' > dist/app.bin && echo 'key=sk-proj-abcdefghijklmnopqrstuvwxyz123456' > dist/leak.txt && ln -s /etc/passwd dist/link",
+        "outputFiles": ["dist/index.html", "/workspace/dist/app.bin", "dist/leak.txt", "dist/missing.txt"]
+    }))
+    .await;
+    let files = result(&o)["outputFiles"].as_array().unwrap().clone();
+    assert_eq!(files.len(), 4);
+    assert_eq!(files[0]["content"], "<h1>built</h1>\n");
+    assert_eq!(files[0]["encoding"], "utf8");
+    assert_eq!(files[1]["encoding"], "base64");
+    assert_eq!(files[1]["content"], "AAH/");
+    assert!(
+        files[2]["content"]
+            .as_str()
+            .unwrap()
+            .contains("[REDACTED:OPENAI_API_KEY]")
+    );
+    assert_eq!(files[3]["found"], false);
+
+    // A symlink out of the workspace is refused, not followed.
+    let o = safe_execute(json!({
+        "runId": run_id("outlink"),
+        "command": "ln -s /etc/passwd link",
+        "outputFiles": ["link"]
+    }))
+    .await;
+    assert_eq!(o.error.expect("a failure").r#type, "InvalidInput");
+    // Paths outside the workspace are refused before anything runs.
+    let o = safe_execute(
+        json!({"runId": run_id("outbad"), "command": "true", "outputFiles": ["../etc/passwd"]}),
+    )
+    .await;
+    assert_eq!(o.error.expect("a failure").r#type, "InvalidInput");
+}
+
+#[tokio::test]
+async fn an_image_not_on_the_allowlist_is_a_policy_violation() {
+    let run = run_id("image");
+    let o = safe_execute(json!({"runId": run, "command": "true", "image": "ubuntu:latest"})).await;
+    let e = o.error.expect("a failure");
+    assert_eq!(e.r#type, "PolicyViolation");
+    assert!(e.message.contains("image-not-allowed"), "{}", e.message);
+    assert_eq!(get(&format!("spent:{run}")).await, None);
+    // The default image by name is always allowed.
+    let o =
+        safe_execute(json!({"runId": run, "command": "true", "image": "ae-sandbox:latest"})).await;
+    assert!(o.result.is_some(), "{o:?}");
+}

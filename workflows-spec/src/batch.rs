@@ -59,6 +59,9 @@ pub struct SafeExecuteBatchInput {
     /// The commands' environment; values are redacted from outputs.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Sandbox image; must be on the worker's allowlist (default: the worker's image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// Stop at the first command that exits non-zero or times out (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_on_error: Option<bool>,

@@ -28,6 +28,12 @@ pub struct SafeExecuteCodeInput {
     /// The command's environment. Every value is also redacted from the outputs.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Sandbox image; must be on the worker's allowlist (default: the worker's image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Files under `/workspace` to return after the command (artifacts), size-capped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output_files: Vec<String>,
 }
 
 impl SafeExecuteCodeInput {
@@ -40,8 +46,26 @@ impl SafeExecuteCodeInput {
             timeout: None,
             allowed_domains: None,
             env: BTreeMap::new(),
+            image: None,
+            output_files: Vec::new(),
         }
     }
+}
+
+/// A file returned from the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputFile {
+    /// The path as asked.
+    pub path: String,
+    /// The content: text (redacted) or base64, per `encoding`; empty when missing.
+    pub content: String,
+    /// `utf8` or `base64`.
+    pub encoding: String,
+    /// False when the file does not exist (or is not a regular file).
+    pub found: bool,
+    /// True when the file was longer than the cap and cut.
+    pub truncated: bool,
 }
 
 /// One file written into the sandbox before the command runs.
@@ -99,6 +123,9 @@ pub struct ExecutionResult {
     /// The sandbox's container id (12 characters), for logs and audits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox_id: Option<String>,
+    /// The requested `outputFiles`, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output_files: Vec<OutputFile>,
 }
 
 /// Heartbeat details while a command runs.

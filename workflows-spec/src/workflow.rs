@@ -158,6 +158,7 @@ impl BuildAndDeployWorkflow {
                     timeout: None,
                     allowed_domains: None,
                     env: BTreeMap::new(),
+                    image: None,
                     stop_on_error: Some(true),
                 },
                 activity_options(20),
