@@ -10,7 +10,7 @@
 use crate::error::Failure;
 use crate::execute::{
     Engine, Stop, Watched, budget_failure, charge_id, check_command, check_env, check_run_id,
-    decode_input, effective_timeout, env_list, watch,
+    effective_timeout, env_list, watch,
 };
 use crate::redact::Redactor;
 use crate::sandbox::Progress;
@@ -35,11 +35,7 @@ impl Engine {
         ctx: &ActivityContext,
         raw: RawValue,
     ) -> Result<DeploymentResult, ActivityError> {
-        let input: DeployWithApprovalInput =
-            decode_input(&raw).map_err(|f| f.into_activity_error(&self.redactor))?;
-        let redactor = self
-            .redactor
-            .with_literals(input.env.values().map(String::as_str));
+        let (input, redactor) = self.begin(&raw, |i: &DeployWithApprovalInput| &i.env)?;
         self.deploy(ctx, &input, &redactor)
             .await
             .map_err(|stop| stop.into_activity_error(&redactor))

@@ -104,17 +104,27 @@ impl Engine {
         })
     }
 
+    /// The common start of every activity: decode the input (InvalidInput when malformed) and
+    /// build the redactor that also hides the values of the input's `env`.
+    pub fn begin<I: DeserializeOwned>(
+        &self,
+        raw: &RawValue,
+        env: impl Fn(&I) -> &std::collections::BTreeMap<String, String>,
+    ) -> Result<(I, Redactor), ActivityError> {
+        let input: I = decode_input(raw).map_err(|f| f.into_activity_error(&self.redactor))?;
+        let redactor = self
+            .redactor
+            .with_literals(env(&input).values().map(String::as_str));
+        Ok((input, redactor))
+    }
+
     /// The `safeExecuteCode` activity.
     pub async fn safe_execute_code(
         &self,
         ctx: &ActivityContext,
         raw: RawValue,
     ) -> Result<ExecutionResult, ActivityError> {
-        let input: SafeExecuteCodeInput =
-            decode_input(&raw).map_err(|f| f.into_activity_error(&self.redactor))?;
-        let redactor = self
-            .redactor
-            .with_literals(input.env.values().map(String::as_str));
+        let (input, redactor) = self.begin(&raw, |i: &SafeExecuteCodeInput| &i.env)?;
         self.execute_code(ctx, &input, &redactor)
             .await
             .map_err(|stop| stop.into_activity_error(&redactor))
