@@ -282,7 +282,9 @@ impl SandboxEngine {
             ulimits: Some(vec![
                 ulimit("nofile", 1024),
                 ulimit("core", 0),
-                ulimit("nproc", cfg.pids_limit.max(1)),
+                // No RLIMIT_NPROC: it counts a uid's processes across the whole host, and every
+                // sandbox runs as the same uid, so one sandbox's fork bomb would stop the others
+                // from forking. The per-container pids cgroup limit bounds processes instead.
                 ulimit("fsize", cfg.max_written_file_bytes),
             ]),
             // Commands' output is streamed through exec; the main process prints nothing.

@@ -12,7 +12,18 @@ async fn main() -> anyhow::Result<()> {
     let opts = ConnectionOptions::new(Url::from_str(&format!("http://{address}"))?)
         .identity("ae-test-workflows".to_string())
         .build();
-    let connection = Connection::connect(opts).await?;
+    // The dev server listens before its frontend is healthy: retry for a while.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let connection = loop {
+        match Connection::connect(opts.clone()).await {
+            Ok(c) => break c,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("temporal not ready yet: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let client = Client::new(connection, ClientOptions::new("default").build())?;
     let runtime = Runtime::from_current_tokio(Default::default())?;
     let options = WorkerOptions::new(TEST_WORKFLOW_QUEUE)
