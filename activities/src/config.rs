@@ -63,12 +63,41 @@ pub struct SandboxConfig {
     pub max_total_file_bytes: usize,
     /// The uid:gid commands run as.
     pub user: String,
+    /// Limits of the `production` profile (deploys) where they differ from the defaults above,
+    /// which are the `sandbox` profile's.
+    pub production: ProfileLimits,
     /// Pre-started sandboxes kept ready (0: no warm pool).
     pub pool_size: usize,
     /// A pooled sandbox older than this is replaced, never handed out.
     pub pool_max_age: Duration,
     /// Outer bound on a sandbox's life (seed 000: 24 hours), even if the worker dies.
     pub max_lifetime: Duration,
+}
+
+/// Per-profile overrides of the resource limits; None keeps the default.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileLimits {
+    /// Memory (and memory+swap) in bytes.
+    pub memory_bytes: Option<i64>,
+    /// CPU quota in billionths of a CPU.
+    pub nano_cpus: Option<i64>,
+    /// Processes and threads.
+    pub pids_limit: Option<i64>,
+}
+
+impl SandboxConfig {
+    /// (memory, nano CPUs, pids) for a profile.
+    pub fn limits(&self, profile: &str) -> (i64, i64, i64) {
+        let o = match profile {
+            "production" => &self.production,
+            _ => &ProfileLimits::default(),
+        };
+        (
+            o.memory_bytes.unwrap_or(self.memory_bytes),
+            o.nano_cpus.unwrap_or(self.nano_cpus),
+            o.pids_limit.unwrap_or(self.pids_limit),
+        )
+    }
 }
 
 impl Default for SandboxConfig {
@@ -90,6 +119,7 @@ impl Default for SandboxConfig {
             max_total_file_bytes: 20 * 1024 * 1024,
             user: "65534:65534".into(),
             max_lifetime: Duration::from_secs(24 * 60 * 60),
+            production: ProfileLimits::default(),
             pool_size: 0,
             pool_max_age: Duration::from_secs(10 * 60),
         }
@@ -156,6 +186,11 @@ impl Config {
         c.sandbox.memory_bytes = parse("AE_SANDBOX_MEMORY_BYTES", c.sandbox.memory_bytes)?;
         c.sandbox.pids_limit = parse("AE_SANDBOX_PIDS_LIMIT", c.sandbox.pids_limit)?;
         c.sandbox.nano_cpus = parse("AE_SANDBOX_NANO_CPUS", c.sandbox.nano_cpus)?;
+        c.sandbox.production = ProfileLimits {
+            memory_bytes: parse_opt("AE_PRODUCTION_MEMORY_BYTES")?,
+            nano_cpus: parse_opt("AE_PRODUCTION_NANO_CPUS")?,
+            pids_limit: parse_opt("AE_PRODUCTION_PIDS_LIMIT")?,
+        };
         c.sandbox.pool_size = parse("AE_POOL_SIZE", c.sandbox.pool_size)?;
         let age = parse("AE_POOL_MAX_AGE_SECS", c.sandbox.pool_max_age.as_secs())?;
         c.sandbox.pool_max_age = Duration::from_secs(age.max(1));
@@ -179,6 +214,17 @@ fn parse<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, Conf
     }
 }
 
+fn parse_opt<T: std::str::FromStr>(name: &'static str) -> Result<Option<T>, ConfigError> {
+    match env::var(name) {
+        Ok(v) => v.trim().parse().map(Some).map_err(|_| ConfigError {
+            name,
+            value: v,
+            why: "not a number of the expected kind",
+        }),
+        Err(_) => Ok(None),
+    }
+}
+
 fn parse_usd(name: &'static str, default: f64) -> Result<f64, ConfigError> {
     let v: f64 = parse(name, default)?;
     if v.is_finite() && v >= 0.0 {
@@ -189,5 +235,18 @@ fn parse_usd(name: &'static str, default: f64) -> Result<f64, ConfigError> {
             value: v.to_string(),
             why: "must be a finite, non-negative amount of USD",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn production_overrides_only_what_it_sets() {
+        let mut c = SandboxConfig::default();
+        c.production.pids_limit = Some(64);
+        assert_eq!(c.limits("sandbox"), (c.memory_bytes, c.nano_cpus, 256));
+        assert_eq!(c.limits("production"), (c.memory_bytes, c.nano_cpus, 64));
     }
 }

@@ -248,6 +248,11 @@ impl SandboxEngine {
             .get(LABEL_IMAGE)
             .cloned()
             .unwrap_or_else(|| cfg.image.clone());
+        let profile = labels
+            .get("ae.profile")
+            .map(String::as_str)
+            .unwrap_or("sandbox");
+        let (memory, nano_cpus, pids) = cfg.limits(profile);
         let mut all_labels = labels;
         all_labels.insert(LABEL_IMAGE.into(), image.clone());
         all_labels.insert(LABEL_MANAGED.into(), "true".into());
@@ -273,10 +278,10 @@ impl SandboxEngine {
             security_opt: Some(vec!["no-new-privileges:true".into()]),
             readonly_rootfs: Some(true),
             tmpfs: Some(tmpfs),
-            memory: Some(cfg.memory_bytes),
-            memory_swap: Some(cfg.memory_bytes),
-            nano_cpus: Some(cfg.nano_cpus),
-            pids_limit: Some(cfg.pids_limit),
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            nano_cpus: Some(nano_cpus),
+            pids_limit: Some(pids),
             init: Some(true),
             privileged: Some(false),
             ulimits: Some(vec![

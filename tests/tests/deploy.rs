@@ -339,3 +339,45 @@ async fn signed_approvals_are_required_when_keys_are_configured() {
     assert!(r.success);
     assert_eq!(r.approver_identity, "ae-worker-approve:ops-lead");
 }
+
+#[tokio::test]
+async fn the_production_profile_has_its_own_limits() {
+    let w = start_worker(&[
+        ("AE_PRODUCTION_PIDS_LIMIT", "64"),
+        ("AE_PRODUCTION_MEMORY_BYTES", "268435456"),
+    ]);
+    // The deploy reports its sandbox's limits in the URL it prints.
+    let limits = "$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)-$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)";
+    let mut input = project(&run_id("profile"));
+    input.deploy_command = Some(format!("echo https://limits.example/{limits}"));
+    let (workflow_id, _) = start_and_wait_for_plan(&w.task_queue, input).await;
+    temporal_cli(&[
+        "workflow",
+        "signal",
+        "--workflow-id",
+        &workflow_id,
+        "--name",
+        "approveDeployment",
+        "--input",
+        r#"{"approver":"ops-lead"}"#,
+    ]);
+    let r = result_of(&workflow_id)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(
+        r.url.as_deref(),
+        Some("https://limits.example/64-268435456")
+    );
+
+    // An ordinary execution on the same worker keeps the default limits.
+    let (o, _) = run_activity(
+        "safeExecuteCode",
+        json!({"runId": run_id("profile-sbx"), "command": format!("echo {limits}")}),
+        RunOpts {
+            task_queue: w.task_queue.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(o.result.expect("a result")["stdout"], "256-536870912\n");
+}
