@@ -122,18 +122,13 @@ impl Engine {
         }
         sandbox.destroy().await;
 
-        // Give back what the commands that did not run would have cost.
+        // Give back what the commands that did not run would have cost (nothing when all ran;
+        // the script reports the run's status either way).
         let unused = total - outcomes.len();
-        let status = if unused > 0 {
-            self.budget
-                .refund_part(&input.run_id, &charge_id, Some(cost * unused as f64))
-                .await
-        } else {
-            self.budget
-                .status(&input.run_id)
-                .await
-                .map(|s| s.unwrap_or_else(|| unreachable_status(&input.run_id)))
-        };
+        let status = self
+            .budget
+            .refund_part(&input.run_id, &charge_id, Some(cost * unused as f64))
+            .await;
         let remaining = match status {
             Ok(s) => s.remaining,
             Err(e) => {
@@ -207,16 +202,6 @@ impl Engine {
                 )
             })
             .collect()
-    }
-}
-
-fn unreachable_status(run_id: &str) -> crate::budget::BudgetStatus {
-    crate::budget::BudgetStatus {
-        run_id: run_id.into(),
-        spent: 0.0,
-        limit: 0.0,
-        remaining: 0.0,
-        exceeded: false,
     }
 }
 

@@ -184,21 +184,18 @@ impl BudgetStore {
         charge_id: &str,
         amount: f64,
     ) -> Result<BudgetStatus, BudgetError> {
-        let keys = Keys::new(run_id, charge_id);
-        let mut conn = self.conn.clone();
-        let reply: (String, String, String) = self
-            .charge
-            .key(&keys.budget)
-            .key(&keys.spent)
-            .key(&keys.exceeded)
-            .key(&keys.charge)
-            .arg(format_usd(amount))
-            .arg(format_usd(self.default_limit))
-            .arg(self.ttl.as_secs().max(1))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| BudgetError::Unavailable(e.to_string()))?;
-        let (status, spent, limit) = (reply.0, parse_usd(&reply.1), parse_usd(&reply.2));
+        let (status, spent, limit) = self
+            .invoke(
+                &self.charge,
+                run_id,
+                charge_id,
+                &[
+                    format_usd(amount),
+                    format_usd(self.default_limit),
+                    self.ttl.as_secs().max(1).to_string(),
+                ],
+            )
+            .await?;
         match status.as_str() {
             "ok" | "dup" => Ok(BudgetStatus::new(run_id, spent, limit)),
             "exceeded" => Err(BudgetError::Exceeded {
@@ -227,24 +224,34 @@ impl BudgetStore {
         charge_id: &str,
         amount: Option<f64>,
     ) -> Result<BudgetStatus, BudgetError> {
+        let ttl = self.ttl.as_secs().max(1).to_string();
+        let amount = amount.map(format_usd).unwrap_or_default();
+        let (_, spent, limit) = self
+            .invoke(&self.refund, run_id, charge_id, &[ttl, amount])
+            .await?;
+        Ok(BudgetStatus::new(run_id, spent, limit))
+    }
+
+    /// Runs a budget script on the run's keys and the charge's marker; returns its
+    /// (status, spent, limit).
+    async fn invoke(
+        &self,
+        script: &redis::Script,
+        run_id: &str,
+        charge_id: &str,
+        args: &[String],
+    ) -> Result<(String, f64, f64), BudgetError> {
         let keys = Keys::new(run_id, charge_id);
-        let mut conn = self.conn.clone();
-        let reply: (String, String, String) = self
-            .refund
-            .key(&keys.budget)
-            .key(&keys.spent)
-            .key(&keys.exceeded)
-            .key(&keys.charge)
-            .arg(self.ttl.as_secs().max(1))
-            .arg(amount.map(format_usd).unwrap_or_default())
-            .invoke_async(&mut conn)
+        let mut call = script.key(&keys.budget);
+        call.key(&keys.spent).key(&keys.exceeded).key(&keys.charge);
+        for a in args {
+            call.arg(a);
+        }
+        let reply: (String, String, String) = call
+            .invoke_async(&mut self.conn.clone())
             .await
             .map_err(|e| BudgetError::Unavailable(e.to_string()))?;
-        Ok(BudgetStatus::new(
-            run_id,
-            parse_usd(&reply.1),
-            parse_usd(&reply.2),
-        ))
+        Ok((reply.0, parse_usd(&reply.1), parse_usd(&reply.2)))
     }
 
     /// The run's budget, or None when it has none.

@@ -182,20 +182,17 @@ impl Engine {
         }
 
         // 4. The approval covers the policy's approval rule, never its deny rules.
-        let decision = self.policy.check_command(&input.command);
-        if !decision.allowed {
+        if let Err(f) = self.check_policy(&input.command, redactor)
+            && f.kind == FailureType::PolicyViolation
+        {
             audit(
                 &verified.approver,
                 "deploy",
                 "blocked",
                 Some(approval),
-                &decision.reason,
+                &f.message,
             );
-            return Err(
-                Failure::new(FailureType::PolicyViolation, decision.reason.clone())
-                    .with_details(serde_json::to_value(&decision).unwrap_or_default())
-                    .into(),
-            );
+            return Err(f.into());
         }
 
         // 5. Charge, deploy, settle, unless an operator pulled the plug.

@@ -540,15 +540,11 @@ impl Sandbox {
             tokio::select! {
                 item = output.next() => match item {
                     None => break,
-                    Some(Ok(LogOutput::StdOut { message })) | Some(Ok(LogOutput::Console { message })) => {
-                        stdout.push(&message);
+                    Some(Ok(item)) => {
+                        route(item, &mut stdout, &mut stderr);
                         progress.stdout_bytes.store(stdout.total, Ordering::Relaxed);
-                    }
-                    Some(Ok(LogOutput::StdErr { message })) => {
-                        stderr.push(&message);
                         progress.stderr_bytes.store(stderr.total, Ordering::Relaxed);
                     }
-                    Some(Ok(LogOutput::StdIn { .. })) => {}
                     Some(Err(e)) => {
                         return Err(SandboxError::Failed(format!("output stream broke: {e}")));
                     }
@@ -566,13 +562,7 @@ impl Sandbox {
             let killed = self.kill_user_processes().await;
             let drained = tokio::time::timeout(Duration::from_secs(2), async {
                 while let Some(Ok(item)) = output.next().await {
-                    match item {
-                        LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                            stdout.push(&message)
-                        }
-                        LogOutput::StdErr { message } => stderr.push(&message),
-                        LogOutput::StdIn { .. } => {}
-                    }
+                    route(item, &mut stdout, &mut stderr);
                 }
             })
             .await;
@@ -628,29 +618,45 @@ impl Sandbox {
 
     /// Sends SIGKILL to every process of the command user (not to init, which is uid 0).
     async fn kill_user_processes(&self) -> bool {
-        let Ok(exec) = self
+        self.run_script(&["kill -9 -1"], 0).await.is_ok()
+    }
+
+    /// Runs a short helper `sh -c script [args...]` as the command user until it exits, and
+    /// returns the first `keep` bytes of its stdout and the exec id (for its exit code).
+    async fn run_script(
+        &self,
+        script: &[&str],
+        keep: usize,
+    ) -> Result<(Vec<u8>, String), SandboxError> {
+        let mut cmd = vec!["/bin/sh".to_string(), "-c".into()];
+        cmd.extend(script.iter().map(|a| a.to_string()));
+        let exec = self
             .docker
             .create_exec(
                 &self.id,
                 CreateExecOptions {
-                    cmd: Some(vec!["/bin/sh", "-c", "kill -9 -1"]),
+                    cmd: Some(cmd),
                     attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    user: Some(self.user.as_str()),
+                    user: Some(self.user.clone()),
                     ..Default::default()
                 },
             )
             .await
+            .map_err(|e| SandboxError::Failed(format!("cannot create exec: {e}")))?;
+        let StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| SandboxError::Failed(format!("cannot start exec: {e}")))?
         else {
-            return false;
+            return Err(SandboxError::Failed("exec did not attach".into()));
         };
-        match self.docker.start_exec(&exec.id, None).await {
-            Ok(StartExecResults::Attached { mut output, .. }) => {
-                while output.next().await.is_some() {}
-                true
-            }
-            _ => false,
+        let mut out = Capture::new(keep);
+        let mut ignored = Capture::new(0);
+        while let Some(Ok(item)) = output.next().await {
+            route(item, &mut out, &mut ignored);
         }
+        Ok((out.buf, exec.id))
     }
 
     /// OOM kills and peak memory of this sandbox's memory cgroup. Read from the host's cgroup
@@ -679,31 +685,10 @@ impl Sandbox {
 
     async fn read_cgroup_stats(&self) -> CgroupStats {
         let script = "cd /sys/fs/cgroup; for f in memory.events memory.peak memory/memory.oom_control memory/memory.max_usage_in_bytes; do [ -r $f ] && echo \"$f $(cat $f | tr '\\n' ' ')\"; done";
-        let Ok(exec) = self
-            .docker
-            .create_exec(
-                &self.id,
-                CreateExecOptions {
-                    cmd: Some(vec!["/bin/sh", "-c", script]),
-                    attach_stdout: Some(true),
-                    user: Some(self.user.as_str()),
-                    ..Default::default()
-                },
-            )
-            .await
-        else {
-            return CgroupStats::default();
-        };
-        let Ok(StartExecResults::Attached { mut output, .. }) =
-            self.docker.start_exec(&exec.id, None).await
-        else {
-            return CgroupStats::default();
-        };
-        let mut text = Vec::new();
-        while let Some(Ok(m)) = output.next().await {
-            text.extend_from_slice(m.as_ref());
+        match self.run_script(&[script], 64 * 1024).await {
+            Ok((text, _)) => CgroupStats::parse(&String::from_utf8_lossy(&text)),
+            Err(_) => CgroupStats::default(),
         }
-        CgroupStats::parse(&String::from_utf8_lossy(&text))
     }
 
     /// Reads files the command left under `/workspace`, at most `cap` bytes each. A path that
@@ -713,41 +698,12 @@ impl Sandbox {
             "p=$(realpath \"/workspace/$1\" 2>/dev/null) || exit 44; case \"$p\" in /workspace/*) [ -f \"$p\" ] || exit 44; head -c {} \"$p\";; *) exit 45;; esac",
             cap + 1
         );
-        let exec = self
-            .docker
-            .create_exec(
-                &self.id,
-                CreateExecOptions {
-                    cmd: Some(vec![
-                        "/bin/sh".to_string(),
-                        "-c".into(),
-                        script,
-                        "sh".into(),
-                        rel.into(),
-                    ]),
-                    attach_stdout: Some(true),
-                    user: Some(self.user.clone()),
-                    ..Default::default()
-                },
-            )
+        let (data, exec_id) = self
+            .run_script(&[&script, "sh", rel], cap + 1)
             .await
             .map_err(|e| SandboxError::Failed(format!("cannot read {rel}: {e}")))?;
-        let StartExecResults::Attached { mut output, .. } = self
-            .docker
-            .start_exec(&exec.id, None)
-            .await
-            .map_err(|e| SandboxError::Failed(format!("cannot read {rel}: {e}")))?
-        else {
-            return Err(SandboxError::Failed("exec did not attach".into()));
-        };
-        let mut data = Capture::new(cap + 1);
-        while let Some(item) = output.next().await {
-            if let Ok(LogOutput::StdOut { message }) = item {
-                data.push(&message);
-            }
-        }
-        match self.exit_code(&exec.id).await? {
-            0 => Ok(Some(data.buf)),
+        match self.exit_code(&exec_id).await? {
+            0 => Ok(Some(data)),
             44 => Ok(None),
             45 => Err(SandboxError::Upload(format!(
                 "{rel} resolves outside /workspace"
@@ -922,6 +878,15 @@ pub fn signal_name(exit_code: i64) -> Option<&'static str> {
     ];
     let n = exit_code.checked_sub(128)?;
     (1..32).contains(&n).then(|| NAMES[n as usize])
+}
+
+/// Sends one chunk of exec output to the capture of its stream.
+fn route(item: LogOutput, stdout: &mut Capture, stderr: &mut Capture) {
+    match item {
+        LogOutput::StdOut { message } | LogOutput::Console { message } => stdout.push(&message),
+        LogOutput::StdErr { message } => stderr.push(&message),
+        LogOutput::StdIn { .. } => {}
+    }
 }
 
 /// Keeps the first `keep` bytes of a stream and counts all of them.
