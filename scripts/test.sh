@@ -17,4 +17,10 @@ if [ -n "$left" ]; then
   echo "$left" >&2
   exit 1
 fi
-echo "test.sh: no sandbox left behind"
+nets=$(docker network ls --filter label=ae.managed=true --format '{{.Name}} {{.Label "ae.owner"}}' | grep ' ae-test-' || true)
+if [ -n "$nets" ]; then
+  echo "sandbox networks left behind by the tests:" >&2
+  echo "$nets" >&2
+  exit 1
+fi
+echo "test.sh: no sandbox or sandbox network left behind"

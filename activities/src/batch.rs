@@ -9,8 +9,8 @@
 
 use crate::error::Failure;
 use crate::execute::{
-    Engine, Stop, Watched, budget_failure, charge_id, check_command, check_env, check_run_id,
-    effective_timeout, env_list, watch,
+    Engine, SandboxSpec, Stop, Watched, budget_failure, charge_id, check_command, check_domains,
+    check_env, check_run_id, effective_timeout, env_list, watch,
 };
 use crate::redact::Redactor;
 use crate::sandbox::Progress;
@@ -63,6 +63,7 @@ impl Engine {
         }
 
         let image = self.check_image(input.image.as_deref())?;
+        let domains = check_domains(input.allowed_domains.as_deref())?;
         self.check_kill_switch(&input.run_id).await?;
         let total = input.commands.len();
         let cost = self.config.cost_per_execution;
@@ -72,7 +73,13 @@ impl Engine {
             .await
             .map_err(budget_failure)?;
         let sandbox = self
-            .prepare_sandbox(ctx, &input.run_id, &charge_id, &files, "sandbox", &image)
+            .prepare_sandbox(
+                ctx,
+                &input.run_id,
+                &charge_id,
+                &files,
+                SandboxSpec::sandbox(image, domains),
+            )
             .await?;
 
         let env = env_list(&input.env);

@@ -72,6 +72,89 @@ pub struct SandboxConfig {
     pub pool_max_age: Duration,
     /// Outer bound on a sandbox's life (seed 000: 24 hours), even if the worker dies.
     pub max_lifetime: Duration,
+    /// Egress for sandboxes that list `allowedDomains`.
+    pub egress: EgressConfig,
+}
+
+/// The egress proxy, its relay and the sandbox networks (see `egress`).
+#[derive(Debug, Clone)]
+pub struct EgressConfig {
+    /// Where the proxy listens; default: Docker's bridge gateway, port `listen_port`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// The proxy's port on the bridge gateway; 0 picks a free one.
+    pub listen_port: u16,
+    /// The address the relay dials, when it differs from `listen` (a worker in a container).
+    pub upstream: Option<std::net::SocketAddr>,
+    /// Image of the relay container: needs busybox `nc`.
+    pub relay_image: String,
+    /// Range the per-sandbox /29 networks are carved from.
+    pub subnets: (std::net::Ipv4Addr, u8),
+    /// Destination ports the proxy admits.
+    pub ports: Vec<u16>,
+    /// Fixed name-to-address answers used instead of DNS (tests; split-horizon setups).
+    pub hosts: std::collections::HashMap<String, std::net::IpAddr>,
+    /// Private destinations admitted anyway (an internal package mirror), as `ip:port`.
+    pub private_allow: Vec<std::net::SocketAddr>,
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            listen_port: 0,
+            upstream: None,
+            relay_image: "ae-sandbox:latest".into(),
+            subnets: (std::net::Ipv4Addr::new(10, 213, 0, 0), 16),
+            ports: vec![80, 443],
+            hosts: Default::default(),
+            private_allow: Vec::new(),
+        }
+    }
+}
+
+impl EgressConfig {
+    fn with_env(mut self) -> Result<Self, ConfigError> {
+        self.listen = parse_opt("AE_EGRESS_LISTEN")?;
+        self.listen_port = parse("AE_EGRESS_PROXY_PORT", self.listen_port)?;
+        self.upstream = parse_opt("AE_EGRESS_UPSTREAM")?;
+        if let Ok(v) = env::var("AE_EGRESS_RELAY_IMAGE") {
+            self.relay_image = v;
+        }
+        if let Ok(v) = env::var("AE_EGRESS_SUBNETS") {
+            let bad = |why| ConfigError {
+                name: "AE_EGRESS_SUBNETS",
+                value: v.clone(),
+                why,
+            };
+            let (ip, prefix) = v.trim().split_once('/').ok_or(bad("not a CIDR range"))?;
+            let ip: std::net::Ipv4Addr = ip.parse().map_err(|_| bad("not an IPv4 address"))?;
+            let prefix: u8 = prefix.parse().map_err(|_| bad("not a prefix length"))?;
+            if !(8..=29).contains(&prefix) || u32::from(ip) & (u32::MAX >> prefix) != 0 {
+                return Err(bad("prefix must be 8 to 29 with no host bits set"));
+            }
+            self.subnets = (ip, prefix);
+        }
+        if let Some(ports) = parse_list("AE_EGRESS_PORTS")? {
+            self.ports = ports;
+        }
+        self.private_allow = parse_list("AE_EGRESS_PRIVATE_ALLOW")?.unwrap_or_default();
+        if let Ok(v) = env::var("AE_EGRESS_HOSTS") {
+            for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let parsed = pair.split_once('=').and_then(|(n, ip)| {
+                    Some((n.trim().to_ascii_lowercase(), ip.trim().parse().ok()?))
+                });
+                let Some((name, ip)) = parsed else {
+                    return Err(ConfigError {
+                        name: "AE_EGRESS_HOSTS",
+                        value: v.clone(),
+                        why: "expected name=ip pairs separated by commas",
+                    });
+                };
+                self.hosts.insert(name, ip);
+            }
+        }
+        Ok(self)
+    }
 }
 
 /// Per-profile overrides of the resource limits; None keeps the default.
@@ -122,6 +205,7 @@ impl Default for SandboxConfig {
             production: ProfileLimits::default(),
             pool_size: 0,
             pool_max_age: Duration::from_secs(10 * 60),
+            egress: EgressConfig::default(),
         }
     }
 }
@@ -199,6 +283,7 @@ impl Config {
             c.sandbox.max_timeout.as_millis() as u64,
         )?;
         c.sandbox.max_timeout = Duration::from_millis(max_ms);
+        c.sandbox.egress = c.sandbox.egress.with_env()?;
         Ok(c)
     }
 }
@@ -221,6 +306,24 @@ fn parse_opt<T: std::str::FromStr>(name: &'static str) -> Result<Option<T>, Conf
             value: v,
             why: "not a number of the expected kind",
         }),
+        Err(_) => Ok(None),
+    }
+}
+
+fn parse_list<T: std::str::FromStr>(name: &'static str) -> Result<Option<Vec<T>>, ConfigError> {
+    match env::var(name) {
+        Ok(v) => v
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse())
+            .collect::<Result<Vec<T>, _>>()
+            .map(Some)
+            .map_err(|_| ConfigError {
+                name,
+                value: v.clone(),
+                why: "expected a comma-separated list of values of the expected kind",
+            }),
         Err(_) => Ok(None),
     }
 }

@@ -11,8 +11,10 @@
 //! liveness key is gone (a worker killed with SIGKILL), or that are this worker's own but not
 //! running anything. It does not own the sandboxes' creation (see `sandbox`).
 
-use crate::sandbox::{LABEL_EXPIRES, LABEL_MANAGED, LABEL_OWNER};
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use crate::sandbox::{LABEL_CREATED, LABEL_EXPIRES, LABEL_MANAGED, LABEL_OWNER};
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
+};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use std::collections::{HashMap, HashSet};
@@ -42,9 +44,13 @@ pub struct Running {
     pub killed: Arc<AtomicBool>,
 }
 
-/// The sandboxes this worker is running, by container id.
+/// The sandboxes this worker is running, by container id, and its own infrastructure
+/// containers (the egress relay), which the reaper keeps and the kill switch spares.
 #[derive(Clone, Default)]
-pub struct Registry(Arc<Mutex<HashMap<String, Running>>>);
+pub struct Registry {
+    running: Arc<Mutex<HashMap<String, Running>>>,
+    kept: Arc<Mutex<HashSet<String>>>,
+}
 
 impl Registry {
     /// Registers a running sandbox; returns its kill flag.
@@ -84,8 +90,22 @@ impl Registry {
             .collect()
     }
 
+    /// Marks an infrastructure container of this worker as in use.
+    pub fn keep(&self, container: &str) {
+        self.kept().insert(container.to_string());
+    }
+
+    /// Forgets an infrastructure container.
+    pub fn unkeep(&self, container: &str) {
+        self.kept().remove(container);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -248,7 +268,8 @@ pub async fn reap_once(
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
-    let running = registry.ids();
+    let mut running = registry.ids();
+    running.extend(registry.kept().iter().cloned());
     let mut removed = 0;
     for c in list {
         let (Some(id), Some(labels)) = (c.id, c.labels) else {
@@ -278,6 +299,76 @@ pub async fn reap_once(
             tracing::info!(container = %id, owner = %owner, reason, "reaping sandbox");
             force_remove(docker, &id).await;
             removed += 1;
+        }
+    }
+    removed += reap_networks(conn, docker, registry, identity, now).await?;
+    Ok(removed)
+}
+
+/// Removes sandbox networks (see `egress`) that expired, whose owner is gone, or that are this
+/// worker's and hold no sandbox any more (a minute's grace for one being set up).
+async fn reap_networks(
+    conn: &ConnectionManager,
+    docker: &bollard::Docker,
+    registry: &Registry,
+    identity: &str,
+    now: u64,
+) -> Result<usize, bollard::errors::Error> {
+    let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_MANAGED}=true")])]);
+    let nets = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await?;
+    let kept = registry.kept().clone();
+    let mut removed = 0;
+    for net in nets {
+        let (Some(name), Some(labels)) = (net.name, net.labels) else {
+            continue;
+        };
+        let label_secs = |k: &str| labels.get(k).and_then(|v| v.parse::<u64>().ok());
+        let owner = labels.get(LABEL_OWNER).cloned().unwrap_or_default();
+        let age = now.saturating_sub(label_secs(LABEL_CREATED).unwrap_or(0));
+        let reason = if label_secs(LABEL_EXPIRES).is_some_and(|e| e <= now) {
+            Some("expired")
+        } else if owner == identity {
+            if age <= 60 {
+                None
+            } else {
+                let inspected = docker.inspect_network(&name, None).await.ok();
+                let in_use = inspected
+                    .and_then(|n| n.containers)
+                    .unwrap_or_default()
+                    .keys()
+                    .any(|c| !kept.contains(c));
+                (!in_use).then_some("not in use")
+            }
+        } else {
+            let mut c = conn.clone();
+            match c.exists::<_, bool>(liveness_key(&owner)).await {
+                Ok(false) if age > 5 => Some("owner is gone"),
+                _ => None,
+            }
+        };
+        if let Some(reason) = reason {
+            tracing::info!(network = %name, owner = %owner, reason, "reaping sandbox network");
+            let relays: Vec<String> = kept.iter().cloned().collect();
+            for relay in &relays {
+                let _ = docker
+                    .disconnect_network(
+                        &name,
+                        bollard::models::NetworkDisconnectRequest {
+                            container: relay.clone(),
+                            force: Some(true),
+                        },
+                    )
+                    .await;
+            }
+            if docker.remove_network(&name).await.is_ok() {
+                removed += 1;
+            }
         }
     }
     Ok(removed)

@@ -9,8 +9,8 @@
 
 use crate::error::Failure;
 use crate::execute::{
-    Engine, Stop, Watched, budget_failure, charge_id, check_command, check_env, check_run_id,
-    effective_timeout, env_list, watch,
+    Engine, SandboxSpec, Stop, Watched, budget_failure, charge_id, check_command, check_domains,
+    check_env, check_run_id, effective_timeout, env_list, watch,
 };
 use crate::redact::Redactor;
 use crate::sandbox::Progress;
@@ -89,6 +89,7 @@ impl Engine {
             self.config.sandbox.max_total_file_bytes,
         )?;
         let plan = DeploymentPlan::of(input);
+        let domains = check_domains(Some(&plan.allowed_domains))?;
 
         // 1. An approval is always needed.
         let Some(claimed) = &input.approval else {
@@ -211,8 +212,12 @@ impl Engine {
                 &input.run_id,
                 &charge_id,
                 &files,
-                "production",
-                &self.config.sandbox.image,
+                SandboxSpec {
+                    profile: "production",
+                    image: self.config.sandbox.image.clone(),
+                    // The approved plan names the hosts; the approval covers exactly those.
+                    domains,
+                },
             )
             .await?;
         let progress = Progress::default();

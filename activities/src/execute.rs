@@ -11,6 +11,7 @@
 
 use crate::budget::{BudgetError, BudgetStore, round_usd};
 use crate::config::Config;
+use crate::egress::DomainRule;
 use crate::error::Failure;
 use crate::policy::Policy;
 use crate::redact::Redactor;
@@ -146,18 +147,8 @@ impl Engine {
         self.check_policy(&input.command, redactor)?;
         let image = self.check_image(input.image.as_deref())?;
         let outputs = check_output_files(&input.output_files)?;
+        let domains = check_domains(input.allowed_domains.as_deref())?;
         self.check_kill_switch(&input.run_id).await?;
-        if input
-            .allowed_domains
-            .as_ref()
-            .is_some_and(|d| !d.is_empty())
-        {
-            // Fail closed until the egress proxy exists: the sandbox stays without network.
-            tracing::warn!(
-                run_id = %input.run_id,
-                "allowedDomains given; egress allowlisting is not available yet, sandbox has no network"
-            );
-        }
 
         let charge_id = charge_id(ctx);
         let cost = self.config.cost_per_execution;
@@ -170,7 +161,13 @@ impl Engine {
         let env = env_list(&input.env);
         let started = Instant::now();
         let sandbox = self
-            .prepare_sandbox(ctx, &input.run_id, &charge_id, &files, "sandbox", &image)
+            .prepare_sandbox(
+                ctx,
+                &input.run_id,
+                &charge_id,
+                &files,
+                SandboxSpec::sandbox(image, domains),
+            )
             .await?;
 
         tracing::info!(
@@ -242,14 +239,16 @@ impl Engine {
         run_id: &str,
         charge_id: &str,
         files: &[workspace::CheckedFile],
-        profile: &str,
-        image: &str,
+        spec: SandboxSpec,
     ) -> Result<crate::sandbox::Sandbox, Stop> {
         let mut labels = labels(ctx, run_id);
-        labels.insert("ae.profile".into(), profile.into());
-        labels.insert(crate::sandbox::LABEL_IMAGE.into(), image.into());
-        // Only the default profile is pooled; production deploys always get a fresh sandbox.
-        let sandbox = if profile == "sandbox" {
+        labels.insert("ae.profile".into(), spec.profile.into());
+        labels.insert(crate::sandbox::LABEL_IMAGE.into(), spec.image);
+        // Only the default profile without network is pooled; production deploys and sandboxes
+        // with egress always get a fresh sandbox.
+        let sandbox = if !spec.domains.is_empty() {
+            self.sandbox.start_networked(labels, spec.domains).await
+        } else if spec.profile == "sandbox" {
             self.sandbox.take(labels).await
         } else {
             self.sandbox.start(labels).await
@@ -432,6 +431,7 @@ impl Engine {
             peak_memory_bytes: o.peak_memory_bytes,
             sandbox_id: None,
             output_files: Vec::new(),
+            egress_denied: o.egress_denied,
         };
         fit_payload(&mut result, self.config.sandbox.max_result_bytes);
         result
@@ -621,6 +621,33 @@ pub fn decode_input<T: DeserializeOwned>(raw: &RawValue) -> Result<T, Failure> {
         .map_err(|e| Failure::invalid_input(format!("invalid input: {e}")))
 }
 
+/// What kind of sandbox an execution gets.
+pub struct SandboxSpec {
+    /// `sandbox` or `production`: selects the profile's limits.
+    pub profile: &'static str,
+    /// The image, already checked against the allowlist.
+    pub image: String,
+    /// Hosts it may reach through the egress proxy; empty means no network at all.
+    pub domains: Vec<DomainRule>,
+}
+
+impl SandboxSpec {
+    /// The default profile.
+    pub fn sandbox(image: String, domains: Vec<DomainRule>) -> Self {
+        Self {
+            profile: "sandbox",
+            image,
+            domains,
+        }
+    }
+}
+
+/// Parses `allowedDomains`; a malformed entry is InvalidInput.
+pub fn check_domains(list: Option<&[String]>) -> Result<Vec<DomainRule>, Failure> {
+    crate::egress::parse_domains(list.unwrap_or_default())
+        .map_err(|e| Failure::invalid_input(format!("allowedDomains: {e}")))
+}
+
 /// Validates `outputFiles`: at most 32, each under `/workspace`. Returns (as asked, relative).
 pub fn check_output_files(paths: &[String]) -> Result<Vec<(String, String)>, Failure> {
     if paths.len() > 32 {
@@ -783,6 +810,7 @@ mod tests {
             peak_memory_bytes: None,
             sandbox_id: None,
             output_files: Vec::new(),
+            egress_denied: 0,
         };
         fit_payload(&mut r, 1_500_000);
         assert!(serde_json::to_vec(&r).unwrap().len() <= 1_500_000);

@@ -3,7 +3,7 @@
 //! Each module owns one concept: [`policy`] (which commands may run), [`approval`] (verifying
 //! deployment approvals), [`audit`] (the record of approvals and deploys), [`control`] (kill
 //! switch, worker liveness, orphan reaper), [`budget`] (per-run spend in Redis), [`sandbox`]
-//! (Docker containers), [`redact`] (secrets out of every string that leaves), [`workspace`]
+//! (Docker containers), [`egress`] (the allowlisting proxy and sandbox networks), [`redact`] (secrets out of every string that leaves), [`workspace`]
 //! (caller files into the sandbox), [`error`] (typed failures); [`execute`], [`batch`] and
 //! [`deploy`] run those parts in order for each activity. [`SafeActivities`] is what a
 //! Temporal worker registers.
@@ -15,6 +15,7 @@ pub mod budget;
 pub mod config;
 pub mod control;
 pub mod deploy;
+pub mod egress;
 pub mod error;
 pub mod execute;
 pub mod policy;

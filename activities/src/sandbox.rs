@@ -17,7 +17,8 @@ use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    RemoveContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -35,6 +36,8 @@ pub const LABEL_OWNER: &str = "ae.owner";
 pub const LABEL_IMAGE: &str = "ae.image";
 /// Label holding the unix time after which the container must not exist.
 pub const LABEL_EXPIRES: &str = "ae.expires";
+/// Label holding the unix time a sandbox network was created.
+pub const LABEL_CREATED: &str = "ae.created";
 
 /// Bytes kept beyond the output cap so a secret straddling the cap is still whole when the
 /// caller redacts; the caller cuts to the cap after redacting.
@@ -91,6 +94,8 @@ pub struct ExecOutcome {
     pub peak_memory_bytes: Option<u64>,
     /// Wall time of the command.
     pub duration: Duration,
+    /// Requests the egress proxy refused while the command ran.
+    pub egress_denied: u64,
 }
 
 /// Creates sandboxes. Connects to Docker on first use, so a worker starts while Docker is down
@@ -102,19 +107,34 @@ pub struct SandboxEngine {
     registry: crate::control::Registry,
     pool: std::sync::Mutex<std::collections::VecDeque<Sandbox>>,
     pool_wanted: tokio::sync::Notify,
+    egress: crate::egress::Egress,
 }
 
 impl SandboxEngine {
     /// An engine creating sandboxes labelled with `owner` (the worker's identity).
     pub fn new(cfg: SandboxConfig, owner: impl Into<String>) -> Self {
+        let owner = owner.into();
+        let registry = crate::control::Registry::default();
+        let egress = crate::egress::Egress::new(
+            cfg.egress.clone(),
+            owner.clone(),
+            registry.clone(),
+            cfg.max_lifetime,
+        );
         Self {
             docker: OnceCell::new(),
             cfg,
-            owner: owner.into(),
-            registry: Default::default(),
+            owner,
+            registry,
             pool: Default::default(),
             pool_wanted: tokio::sync::Notify::new(),
+            egress,
         }
+    }
+
+    /// The egress proxy and its relay.
+    pub fn egress(&self) -> &crate::egress::Egress {
+        &self.egress
     }
 
     /// A sandbox for one execution: a healthy pre-started one from the warm pool when there is
@@ -235,8 +255,27 @@ impl SandboxEngine {
             .await
     }
 
-    /// Creates and starts a fresh sandbox. `labels` are added to the standard ones.
+    /// Creates and starts a fresh sandbox without network. `labels` are added to the standard
+    /// ones.
     pub async fn start(&self, labels: HashMap<String, String>) -> Result<Sandbox, SandboxError> {
+        self.create(labels, Vec::new()).await
+    }
+
+    /// Creates and starts a fresh sandbox that reaches the hosts `domains` allow through the
+    /// egress proxy, and nothing else. With no domains it has no network device at all.
+    pub async fn start_networked(
+        &self,
+        labels: HashMap<String, String>,
+        domains: Vec<crate::egress::DomainRule>,
+    ) -> Result<Sandbox, SandboxError> {
+        self.create(labels, domains).await
+    }
+
+    async fn create(
+        &self,
+        labels: HashMap<String, String>,
+        domains: Vec<crate::egress::DomainRule>,
+    ) -> Result<Sandbox, SandboxError> {
         let docker = self.docker().await?.clone();
         let cfg = &self.cfg;
         let now = SystemTime::now()
@@ -272,8 +311,20 @@ impl SandboxEngine {
                 format!("rw,exec,nosuid,nodev,size={},mode=1777", cfg.tmp_size),
             ),
         ]);
+        let lease = if domains.is_empty() {
+            None
+        } else {
+            Some(self.egress.lease(&docker, &run_id, domains).await?)
+        };
+        let mut env = vec![PATH.to_string(), "HOME=/workspace".to_string()];
+        if let Some(l) = &lease {
+            env.extend(l.env());
+        }
         let host_config = HostConfig {
-            network_mode: Some("none".into()),
+            network_mode: Some(lease.as_ref().map_or("none", |l| l.network()).into()),
+            // The embedded DNS of a sandbox network forwards to this, which answers nothing:
+            // names are resolved by the proxy, never by the sandbox (no DNS tunnels).
+            dns: lease.as_ref().map(|_| vec!["127.0.0.1".to_string()]),
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges:true".into()]),
             readonly_rootfs: Some(true),
@@ -308,9 +359,9 @@ impl SandboxEngine {
             // tree, however it forked, and leaves the sandbox alive for the next command.
             user: Some("0:0".into()),
             working_dir: Some("/workspace".into()),
-            env: Some(vec![PATH.into(), "HOME=/workspace".into()]),
+            env: Some(env),
             labels: Some(all_labels),
-            network_disabled: Some(true),
+            network_disabled: Some(lease.is_none()),
             host_config: Some(host_config),
             ..Default::default()
         };
@@ -330,6 +381,7 @@ impl SandboxEngine {
             removed: Arc::new(AtomicBool::new(false)),
             registry: self.registry.clone(),
             switched,
+            lease: std::sync::Mutex::new(lease),
         };
         if let Err(e) = sandbox.docker.start_container(&sandbox.id, None).await {
             sandbox.destroy().await;
@@ -365,6 +417,20 @@ impl SandboxEngine {
                 }
             }
         }
+        // The relay went with the containers; now the sandbox networks are empty.
+        let nets = docker
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(|e| SandboxError::Unavailable(e.to_string()))?;
+        for net in nets {
+            if let Some(name) = net.name {
+                crate::egress::remove_network(docker, &name, None).await;
+            }
+        }
         Ok(n)
     }
 }
@@ -380,9 +446,23 @@ pub struct Sandbox {
     removed: Arc<AtomicBool>,
     registry: crate::control::Registry,
     switched: Arc<AtomicBool>,
+    lease: std::sync::Mutex<Option<crate::egress::Lease>>,
 }
 
 impl Sandbox {
+    /// Requests the egress proxy refused for this sandbox so far (0 without network).
+    pub fn egress_denied(&self) -> u64 {
+        self.lease
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, |l| l.denied())
+    }
+
+    fn take_lease(&self) -> Option<crate::egress::Lease> {
+        self.lease.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
     /// True when the kill switch killed this sandbox.
     pub fn killed_by_switch(&self) -> bool {
         self.switched.load(Ordering::SeqCst)
@@ -507,6 +587,7 @@ impl Sandbox {
         progress: &Progress,
     ) -> Result<ExecOutcome, SandboxError> {
         let started = Instant::now();
+        let denied_before = self.egress_denied();
         let exec = self
             .docker
             .create_exec(
@@ -593,6 +674,7 @@ impl Sandbox {
             timed_out,
             oom_killed,
             duration,
+            egress_denied: self.egress_denied().saturating_sub(denied_before),
         })
     }
 
@@ -719,6 +801,8 @@ impl Sandbox {
         }
         remove(&self.docker, &self.id).await;
         self.registry.remove(&self.id);
+        // The network goes once the sandbox has left it.
+        drop(self.take_lease());
     }
 
     /// Removes the container; the end of every sandbox's life.
@@ -738,9 +822,11 @@ impl Drop for Sandbox {
             let docker = self.docker.clone();
             let id = self.id.clone();
             let registry = self.registry.clone();
+            let lease = self.take_lease();
             handle.spawn(async move {
                 remove(&docker, &id).await;
                 registry.remove(&id);
+                drop(lease);
             });
         }
     }

@@ -1,5 +1,7 @@
 //! The abuse suite: hostile commands against real Docker. Each must be contained, the worker
-//! must stay healthy, and the next execution must succeed.
+//! must stay healthy, and the next execution must succeed. Network abuse (a host not allowed,
+//! by name and by raw IP, private addresses, bypassing the proxy, DNS) is in `egress.rs`, which
+//! needs its own web server and worker configuration.
 
 use ae_tests::harness::{RunOpts, harness, run_activity, safe_execute, start_worker, worker_pid};
 use ae_tests::workflows::Outcome;

@@ -126,6 +126,10 @@ pub struct ExecutionResult {
     /// The requested `outputFiles`, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output_files: Vec<OutputFile>,
+    /// Requests to hosts outside `allowedDomains` (or to private addresses) that the egress
+    /// proxy refused while the command ran.
+    #[serde(default)]
+    pub egress_denied: u64,
 }
 
 /// Heartbeat details while a command runs.

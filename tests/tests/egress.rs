@@ -1,0 +1,278 @@
+//! Egress by allowlist, against real Docker: a sandbox that lists `allowedDomains` reaches those
+//! hosts through the worker's proxy and nothing else. Offline: the worker maps the test names
+//! (`allowed.test`, `denied.test`, ...) to a web server this test runs on the host.
+
+use ae_tests::harness::{ExtraWorker, RunOpts, harness, run_activity, start_worker};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The web server and the worker configured to reach it.
+struct Fixture {
+    port: u16,
+    worker: ExtraWorker,
+    /// Request lines of the requests that reached the server.
+    seen: &'static Mutex<Vec<String>>,
+}
+
+static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+
+fn fixture() -> &'static Fixture {
+    FIXTURE.get_or_init(|| {
+        let seen: &'static Mutex<Vec<String>> = Box::leak(Box::default());
+        // On every interface, so that a sandbox with any route to the host would reach it: the
+        // direct-connection checks below are only meaningful if the server would answer.
+        let listener = TcpListener::bind("0.0.0.0:0").expect("bind test web server");
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                std::thread::spawn(move || serve(conn, seen));
+            }
+        });
+        let worker = start_worker(&[
+            (
+                "AE_EGRESS_HOSTS",
+                "allowed.test=127.0.0.1,denied.test=127.0.0.1,private.test=10.0.0.1,\
+                 metadata.test=169.254.169.254,loopback.test=127.0.0.2",
+            ),
+            ("AE_EGRESS_PORTS", &format!("80,443,{port}")),
+            // The test server lives on loopback; only it is exempt from the private-address rule.
+            ("AE_EGRESS_PRIVATE_ALLOW", &format!("127.0.0.1:{port}")),
+        ]);
+        Fixture { port, worker, seen }
+    })
+}
+
+fn serve(mut conn: std::net::TcpStream, seen: &Mutex<Vec<String>>) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&buf);
+    let host = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Host: ")
+                .or_else(|| l.strip_prefix("host: "))
+        })
+        .unwrap_or("-")
+        .trim()
+        .to_string();
+    let request_line = head.lines().next().unwrap_or("").to_string();
+    seen.lock().unwrap().push(request_line);
+    let body = format!("hello from {host}\n");
+    let _ = write!(
+        conn,
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+fn opts() -> RunOpts {
+    RunOpts {
+        task_queue: fixture().worker.task_queue.clone(),
+        ..Default::default()
+    }
+}
+
+async fn execute(input: Value) -> Value {
+    let (o, _) = run_activity("safeExecuteCode", input, opts()).await;
+    o.result
+        .clone()
+        .unwrap_or_else(|| panic!("expected a result, got {o:?}"))
+}
+
+fn run_id(tag: &str) -> String {
+    format!("{tag}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Shell that speaks to the proxy by hand (busybox has no curl): `$PROXY` is `ip:port`, `$AUTH`
+/// the Basic credentials from `$HTTP_PROXY`.
+const PROXY_VARS: &str = r#"
+PROXY=${HTTP_PROXY##*@}
+CRED=${HTTP_PROXY#http://}; CRED=${CRED%@*}
+AUTH=$(printf %s "$CRED" | base64)
+export PROXY AUTH
+"#;
+
+#[tokio::test]
+async fn an_allowed_name_is_reachable_over_http_and_connect() {
+    let f = fixture();
+    let port = f.port;
+    let command = format!(
+        r#"{PROXY_VARS}
+wget -q -O- http://allowed.test:{port}/plain
+printf 'CONNECT allowed.test:{port} HTTP/1.1\r\nHost: allowed.test:{port}\r\nProxy-Authorization: Basic %s\r\n\r\nGET /tunnel HTTP/1.0\r\nHost: tunnel.allowed.test\r\n\r\n' "$AUTH" \
+  | nc -w 5 ${{PROXY%:*}} ${{PROXY#*:}} | tail -n 1
+"#
+    );
+    let r = execute(json!({
+        "runId": run_id("egress-ok"),
+        "command": command,
+        "allowedDomains": ["allowed.test"],
+        "timeout": 30000
+    }))
+    .await;
+    assert_eq!(r["exitCode"], 0, "{r}");
+    assert_eq!(
+        r["stdout"],
+        format!("hello from allowed.test:{port}\nhello from tunnel.allowed.test\n"),
+        "{r}"
+    );
+    assert_eq!(r["egressDenied"], 0, "{r}");
+}
+
+#[tokio::test]
+async fn denied_names_raw_ips_private_addresses_and_direct_connections_all_fail() {
+    let f = fixture();
+    let port = f.port;
+    let marker = format!("probe-{}", uuid::Uuid::new_v4().simple());
+    // Each probe prints `name:reached` or `name:blocked`; `blocked` is what must happen.
+    let command = format!(
+        r#"{PROXY_VARS}
+probe() {{ name=$1; shift; if "$@" >/tmp/out 2>&1; then echo "$name:reached"; else echo "$name:blocked"; fi; cat /tmp/out >&2; }}
+probe denied_name wget -q -O- http://denied.test:{port}/{marker}
+probe raw_ip wget -q -O- http://127.0.0.1:{port}/{marker}
+probe private_address wget -q -O- http://private.test:{port}/{marker}
+probe metadata_address wget -q -O- http://metadata.test/{marker}
+probe loopback_address wget -q -O- http://loopback.test:{port}/{marker}
+probe other_port wget -q -O- http://allowed.test:22/{marker}
+probe connect_raw_ip sh -c 'printf "CONNECT 127.0.0.1:{port} HTTP/1.1\r\nProxy-Authorization: Basic %s\r\n\r\n" "$AUTH" | nc -w 5 ${{PROXY%:*}} ${{PROXY#*:}} | grep -q " 200 "'
+probe no_credentials sh -c 'printf "GET http://allowed.test:{port}/{marker} HTTP/1.1\r\nHost: allowed.test\r\n\r\n" | nc -w 5 ${{PROXY%:*}} ${{PROXY#*:}} | head -n 1 | tee /dev/stderr | grep -q " 200 "'
+probe direct_bridge_gateway nc -w 3 172.17.0.1 {port} </dev/null
+probe direct_host_address sh -c 'for ip in $HOST_IPS; do nc -w 3 $ip {port} </dev/null && exit 0; done; exit 1'
+probe direct_internet nc -w 3 1.1.1.1 80 </dev/null
+probe dns_lookup nslookup allowed.test
+probe dns_upstream nslookup deb.debian.org
+exit 0
+"#
+    );
+    let host_ips = host_addresses().join(" ");
+    let r = execute(json!({
+        "runId": run_id("egress-deny"),
+        "command": command,
+        "env": {"HOST_IPS": host_ips},
+        "allowedDomains": ["allowed.test", "private.test", "metadata.test", "loopback.test"],
+        "timeout": 60000
+    }))
+    .await;
+    let stdout = r["stdout"].as_str().unwrap();
+    let probes: Vec<&str> = stdout.lines().collect();
+    assert_eq!(probes.len(), 13, "{r}");
+    for p in &probes {
+        assert!(p.ends_with(":blocked"), "{p} got through: {r}");
+    }
+    // The proxy's refusals say why.
+    let stderr = r["stderr"].as_str().unwrap();
+    assert!(stderr.contains("403 Forbidden"), "{stderr}");
+    assert!(
+        stderr.contains("407 Proxy Authentication Required"),
+        "{stderr}"
+    );
+    // Seven requests with valid credentials reached the proxy and were refused there; the
+    // rest had no credentials or never found a route.
+    assert_eq!(r["egressDenied"], 7, "{r}");
+    let seen = f.seen.lock().unwrap().clone();
+    assert!(
+        !seen.iter().any(|l| l.contains(&marker)),
+        "a refused request reached the server: {seen:?}"
+    );
+    // Denials are logged by the worker.
+    let log = std::fs::read_to_string(
+        harness()
+            .log_dir
+            .join(format!("worker-{}.log", f.worker.task_queue)),
+    )
+    .unwrap();
+    assert!(log.contains("egress denied"), "no denial logged");
+    assert!(
+        log.contains("denied.test"),
+        "the denied host is not in the log"
+    );
+}
+
+#[tokio::test]
+async fn without_allowed_domains_there_is_no_network_device() {
+    let r = execute(json!({
+        "runId": run_id("egress-none"),
+        "command": "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; env | grep -ic proxy || true",
+    }))
+    .await;
+    assert_eq!(r["stdout"], "lo\n0\n", "{r}");
+}
+
+#[tokio::test]
+async fn malformed_allowed_domains_are_invalid_input() {
+    for bad in [
+        json!(["*.com"]),
+        json!(["1.2.3.4"]),
+        json!(["exa mple.com"]),
+    ] {
+        let (o, _) = run_activity(
+            "safeExecuteCode",
+            json!({"runId": run_id("egress-bad"), "command": "true", "allowedDomains": bad}),
+            opts(),
+        )
+        .await;
+        let failure = o.error.unwrap_or_else(|| panic!("accepted {bad}"));
+        assert_eq!(failure.r#type, "InvalidInput", "{bad}: {failure:?}");
+    }
+}
+
+#[tokio::test]
+async fn sandbox_networks_are_removed_after_use() {
+    let run = run_id("egress-cleanup");
+    let r = execute(json!({
+        "runId": run,
+        "command": "true",
+        "allowedDomains": ["allowed.test"],
+    }))
+    .await;
+    assert_eq!(r["exitCode"], 0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = networks_of_run(&run);
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "networks left behind: {left:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn networks_of_run(run: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args([
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=ae.run-id={run}"),
+        ])
+        .output()
+        .expect("docker network ls");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// This machine's IPv4 addresses other than loopback.
+fn host_addresses() -> Vec<String> {
+    let out = std::process::Command::new("hostname")
+        .arg("-I")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    out.split_whitespace()
+        .filter(|a| a.contains('.'))
+        .map(str::to_string)
+        .collect()
+}
