@@ -156,7 +156,7 @@ impl Engine {
         let ran = outcomes.len();
         let results: Vec<_> = outcomes
             .into_iter()
-            .map(|o| self.result(o, cost, remaining, redactor))
+            .map(|o| self.result("sandbox", o, cost, remaining, redactor))
             .collect();
         let _ = ctx
             .record_heartbeat(BatchHeartbeat {
@@ -196,7 +196,7 @@ impl Engine {
             )));
         }
         let default = input.timeout.unwrap_or(DEFAULT_TIMEOUT_MS);
-        self.check_timeout("timeout", default)?;
+        self.check_timeout("sandbox", "timeout", default)?;
         input
             .commands
             .iter()
@@ -204,6 +204,7 @@ impl Engine {
             .map(|(i, c)| {
                 check_command(&format!("commands[{i}]"), c.command())?;
                 self.check_timeout(
+                    "sandbox",
                     &format!("commands[{i}].timeout"),
                     c.timeout().unwrap_or(default),
                 )

@@ -63,6 +63,11 @@ pub struct SandboxConfig {
     pub max_total_file_bytes: usize,
     /// The uid:gid commands run as.
     pub user: String,
+    /// Open files per process (RLIMIT_NOFILE).
+    pub nofile: i64,
+    /// A seccomp profile (JSON) replacing the engine's default; None keeps the default, which
+    /// is already strict. Never `unconfined`.
+    pub seccomp_profile: Option<String>,
     /// Limits of the `production` profile (deploys) where they differ from the defaults above,
     /// which are the `sandbox` profile's.
     pub production: ProfileLimits,
@@ -157,7 +162,7 @@ impl EgressConfig {
     }
 }
 
-/// Per-profile overrides of the resource limits; None keeps the default.
+/// Per-profile overrides; None keeps the default (the `sandbox` profile's value).
 #[derive(Debug, Clone, Default)]
 pub struct ProfileLimits {
     /// Memory (and memory+swap) in bytes.
@@ -166,20 +171,63 @@ pub struct ProfileLimits {
     pub nano_cpus: Option<i64>,
     /// Processes and threads.
     pub pids_limit: Option<i64>,
+    /// Size of the `/workspace` tmpfs (disk), e.g. `1g`.
+    pub workspace_size: Option<String>,
+    /// Size of the `/tmp` tmpfs.
+    pub tmp_size: Option<String>,
+    /// Kept bytes of each output stream.
+    pub output_cap_bytes: Option<usize>,
+    /// Longest timeout a caller may ask for.
+    pub max_timeout: Option<Duration>,
+    /// Open files per process.
+    pub nofile: Option<i64>,
+    /// Seccomp profile (JSON).
+    pub seccomp_profile: Option<String>,
+}
+
+/// Everything that differs between profiles, resolved for one of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    /// Memory (and memory+swap) in bytes.
+    pub memory_bytes: i64,
+    /// CPU quota in billionths of a CPU.
+    pub nano_cpus: i64,
+    /// Processes and threads.
+    pub pids_limit: i64,
+    /// Size of the `/workspace` tmpfs.
+    pub workspace_size: String,
+    /// Size of the `/tmp` tmpfs.
+    pub tmp_size: String,
+    /// Kept bytes of each output stream.
+    pub output_cap_bytes: usize,
+    /// Longest timeout a caller may ask for.
+    pub max_timeout: Duration,
+    /// Open files per process.
+    pub nofile: i64,
+    /// Seccomp profile (JSON); None: the engine's default.
+    pub seccomp_profile: Option<String>,
 }
 
 impl SandboxConfig {
-    /// (memory, nano CPUs, pids) for a profile.
-    pub fn limits(&self, profile: &str) -> (i64, i64, i64) {
-        let o = match profile {
-            "production" => &self.production,
-            _ => &ProfileLimits::default(),
+    /// The settings of a profile: `production` (deploys) or anything else (`sandbox`).
+    pub fn profile(&self, name: &str) -> Profile {
+        let o = match name {
+            "production" => self.production.clone(),
+            _ => ProfileLimits::default(),
         };
-        (
-            o.memory_bytes.unwrap_or(self.memory_bytes),
-            o.nano_cpus.unwrap_or(self.nano_cpus),
-            o.pids_limit.unwrap_or(self.pids_limit),
-        )
+        Profile {
+            memory_bytes: o.memory_bytes.unwrap_or(self.memory_bytes),
+            nano_cpus: o.nano_cpus.unwrap_or(self.nano_cpus),
+            pids_limit: o.pids_limit.unwrap_or(self.pids_limit),
+            workspace_size: o
+                .workspace_size
+                .unwrap_or_else(|| self.workspace_size.clone()),
+            tmp_size: o.tmp_size.unwrap_or_else(|| self.tmp_size.clone()),
+            output_cap_bytes: o.output_cap_bytes.unwrap_or(self.output_cap_bytes),
+            max_timeout: o.max_timeout.unwrap_or(self.max_timeout),
+            nofile: o.nofile.unwrap_or(self.nofile),
+            seccomp_profile: o.seccomp_profile.or_else(|| self.seccomp_profile.clone()),
+        }
     }
 }
 
@@ -201,6 +249,8 @@ impl Default for SandboxConfig {
             max_file_bytes: 5 * 1024 * 1024,
             max_total_file_bytes: 20 * 1024 * 1024,
             user: "65534:65534".into(),
+            nofile: 1024,
+            seccomp_profile: None,
             max_lifetime: Duration::from_secs(24 * 60 * 60),
             production: ProfileLimits::default(),
             pool_size: 0,
@@ -270,10 +320,22 @@ impl Config {
         c.sandbox.memory_bytes = parse("AE_SANDBOX_MEMORY_BYTES", c.sandbox.memory_bytes)?;
         c.sandbox.pids_limit = parse("AE_SANDBOX_PIDS_LIMIT", c.sandbox.pids_limit)?;
         c.sandbox.nano_cpus = parse("AE_SANDBOX_NANO_CPUS", c.sandbox.nano_cpus)?;
+        c.sandbox.workspace_size =
+            parse_size("AE_SANDBOX_WORKSPACE_SIZE")?.unwrap_or(c.sandbox.workspace_size);
+        c.sandbox.tmp_size = parse_size("AE_SANDBOX_TMP_SIZE")?.unwrap_or(c.sandbox.tmp_size);
+        c.sandbox.nofile = parse("AE_SANDBOX_NOFILE", c.sandbox.nofile)?;
+        c.sandbox.seccomp_profile = read_seccomp("AE_SANDBOX_SECCOMP_PROFILE")?;
         c.sandbox.production = ProfileLimits {
             memory_bytes: parse_opt("AE_PRODUCTION_MEMORY_BYTES")?,
             nano_cpus: parse_opt("AE_PRODUCTION_NANO_CPUS")?,
             pids_limit: parse_opt("AE_PRODUCTION_PIDS_LIMIT")?,
+            workspace_size: parse_size("AE_PRODUCTION_WORKSPACE_SIZE")?,
+            tmp_size: parse_size("AE_PRODUCTION_TMP_SIZE")?,
+            output_cap_bytes: parse_opt("AE_PRODUCTION_OUTPUT_CAP_BYTES")?,
+            max_timeout: parse_opt::<u64>("AE_PRODUCTION_MAX_TIMEOUT_MS")?
+                .map(Duration::from_millis),
+            nofile: parse_opt("AE_PRODUCTION_NOFILE")?,
+            seccomp_profile: read_seccomp("AE_PRODUCTION_SECCOMP_PROFILE")?,
         };
         c.sandbox.pool_size = parse("AE_POOL_SIZE", c.sandbox.pool_size)?;
         let age = parse("AE_POOL_MAX_AGE_SECS", c.sandbox.pool_max_age.as_secs())?;
@@ -328,6 +390,50 @@ fn parse_list<T: std::str::FromStr>(name: &'static str) -> Result<Option<Vec<T>>
     }
 }
 
+/// A tmpfs size: digits with an optional k, m or g.
+fn parse_size(name: &'static str) -> Result<Option<String>, ConfigError> {
+    match env::var(name) {
+        Ok(v) => {
+            let t = v.trim().to_ascii_lowercase();
+            let digits = t.trim_end_matches(['k', 'm', 'g']);
+            if !digits.is_empty()
+                && digits.len() + 1 >= t.len()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && digits != "0"
+            {
+                Ok(Some(t))
+            } else {
+                Err(ConfigError {
+                    name,
+                    value: v,
+                    why: "expected a size such as 256m or 1g",
+                })
+            }
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// Reads a seccomp profile file named by `name`: must be a JSON object; `unconfined` is refused.
+fn read_seccomp(name: &'static str) -> Result<Option<String>, ConfigError> {
+    let Ok(path) = env::var(name) else {
+        return Ok(None);
+    };
+    let bad = |why| ConfigError {
+        name,
+        value: path.clone(),
+        why,
+    };
+    if path.trim().eq_ignore_ascii_case("unconfined") {
+        return Err(bad("sandboxes never run without seccomp"));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|_| bad("cannot read the file"))?;
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(_)) => Ok(Some(text)),
+        _ => Err(bad("not a JSON seccomp profile")),
+    }
+}
+
 fn parse_usd(name: &'static str, default: f64) -> Result<f64, ConfigError> {
     let v: f64 = parse(name, default)?;
     if v.is_finite() && v >= 0.0 {
@@ -349,7 +455,17 @@ mod tests {
     fn production_overrides_only_what_it_sets() {
         let mut c = SandboxConfig::default();
         c.production.pids_limit = Some(64);
-        assert_eq!(c.limits("sandbox"), (c.memory_bytes, c.nano_cpus, 256));
-        assert_eq!(c.limits("production"), (c.memory_bytes, c.nano_cpus, 64));
+        c.production.workspace_size = Some("1g".into());
+        c.production.max_timeout = Some(Duration::from_secs(7200));
+        let sandbox = c.profile("sandbox");
+        let production = c.profile("production");
+        assert_eq!(sandbox.pids_limit, 256);
+        assert_eq!(production.pids_limit, 64);
+        assert_eq!(sandbox.workspace_size, "256m");
+        assert_eq!(production.workspace_size, "1g");
+        assert_eq!(production.max_timeout, Duration::from_secs(7200));
+        assert_eq!(production.memory_bytes, sandbox.memory_bytes);
+        assert_eq!(production.output_cap_bytes, sandbox.output_cap_bytes);
+        assert_eq!(production.nofile, 1024);
     }
 }

@@ -80,6 +80,7 @@ impl Engine {
             .into());
         }
         let timeout = self.check_timeout(
+            "production",
             "timeout",
             input.timeout.unwrap_or(DEFAULT_DEPLOY_TIMEOUT_MS),
         )?;
@@ -274,7 +275,7 @@ impl Engine {
                 return Err(Stop::Cancelled);
             }
         };
-        let r = self.result(outcome, cost, status.remaining, redactor);
+        let r = self.result("production", outcome, cost, status.remaining, redactor);
         let url = first_https_url(&r.stdout).or_else(|| first_https_url(&r.stderr));
         let success = r.exit_code == 0 && !r.timed_out;
         audit(

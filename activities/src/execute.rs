@@ -216,7 +216,7 @@ impl Engine {
                 return Err(Stop::Cancelled);
             }
         };
-        let mut result = self.result(outcome, cost, status.remaining, redactor);
+        let mut result = self.result("sandbox", outcome, cost, status.remaining, redactor);
         result.sandbox_id = Some(sandbox_id);
         result.output_files = output_files;
         fit_payload(&mut result, self.config.sandbox.max_result_bytes);
@@ -276,12 +276,21 @@ impl Engine {
         check_run_id(&input.run_id)?;
         check_command("command", &input.command)?;
         check_env(&input.env)?;
-        self.check_timeout("timeout", input.timeout.unwrap_or(DEFAULT_TIMEOUT_MS))
+        self.check_timeout(
+            "sandbox",
+            "timeout",
+            input.timeout.unwrap_or(DEFAULT_TIMEOUT_MS),
+        )
     }
 
     /// A timeout between 1 ms and the configured maximum.
-    pub fn check_timeout(&self, field: &str, timeout: u64) -> Result<Duration, Failure> {
-        let max = self.config.sandbox.max_timeout.as_millis() as u64;
+    pub fn check_timeout(
+        &self,
+        profile: &str,
+        field: &str,
+        timeout: u64,
+    ) -> Result<Duration, Failure> {
+        let max = self.config.sandbox.profile(profile).max_timeout.as_millis() as u64;
         if timeout == 0 || timeout > max {
             return Err(Failure::invalid_input(format!(
                 "{field} must be between 1 and {max} milliseconds, got {timeout}"
@@ -405,12 +414,13 @@ impl Engine {
     /// Redacts and caps the outputs into the contract's result.
     pub fn result(
         &self,
+        profile: &str,
         o: ExecOutcome,
         cost: f64,
         remaining: f64,
         redactor: &Redactor,
     ) -> ExecutionResult {
-        let cap = self.config.sandbox.output_cap_bytes;
+        let cap = self.config.sandbox.profile(profile).output_cap_bytes;
         let (stdout, out_cut, n_out) = finish_stream(&o.stdout, o.stdout_bytes, cap, redactor);
         let (stderr, err_cut, n_err) = finish_stream(&o.stderr, o.stderr_bytes, cap, redactor);
         let mut result = ExecutionResult {

@@ -291,7 +291,7 @@ impl SandboxEngine {
             .get("ae.profile")
             .map(String::as_str)
             .unwrap_or("sandbox");
-        let (memory, nano_cpus, pids) = cfg.limits(profile);
+        let limits = cfg.profile(profile);
         let mut all_labels = labels;
         all_labels.insert(LABEL_IMAGE.into(), image.clone());
         all_labels.insert(LABEL_MANAGED.into(), "true".into());
@@ -303,12 +303,12 @@ impl SandboxEngine {
                 "/workspace".to_string(),
                 format!(
                     "rw,exec,nosuid,nodev,size={},uid={uid},gid={gid},mode=0755",
-                    cfg.workspace_size
+                    limits.workspace_size
                 ),
             ),
             (
                 "/tmp".to_string(),
-                format!("rw,exec,nosuid,nodev,size={},mode=1777", cfg.tmp_size),
+                format!("rw,exec,nosuid,nodev,size={},mode=1777", limits.tmp_size),
             ),
         ]);
         let lease = if domains.is_empty() {
@@ -320,23 +320,28 @@ impl SandboxEngine {
         if let Some(l) = &lease {
             env.extend(l.env());
         }
+        let mut security_opt = vec!["no-new-privileges:true".to_string()];
+        // Without an explicit profile the engine applies its default one (checked by a test).
+        if let Some(profile) = &limits.seccomp_profile {
+            security_opt.push(format!("seccomp={profile}"));
+        }
         let host_config = HostConfig {
             network_mode: Some(lease.as_ref().map_or("none", |l| l.network()).into()),
             // The embedded DNS of a sandbox network forwards to this, which answers nothing:
             // names are resolved by the proxy, never by the sandbox (no DNS tunnels).
             dns: lease.as_ref().map(|_| vec!["127.0.0.1".to_string()]),
             cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges:true".into()]),
+            security_opt: Some(security_opt),
             readonly_rootfs: Some(true),
             tmpfs: Some(tmpfs),
-            memory: Some(memory),
-            memory_swap: Some(memory),
-            nano_cpus: Some(nano_cpus),
-            pids_limit: Some(pids),
+            memory: Some(limits.memory_bytes),
+            memory_swap: Some(limits.memory_bytes),
+            nano_cpus: Some(limits.nano_cpus),
+            pids_limit: Some(limits.pids_limit),
             init: Some(true),
             privileged: Some(false),
             ulimits: Some(vec![
-                ulimit("nofile", 1024),
+                ulimit("nofile", limits.nofile),
                 ulimit("core", 0),
                 // No RLIMIT_NPROC: it counts a uid's processes across the whole host, and every
                 // sandbox runs as the same uid, so one sandbox's fork bomb would stop the others
@@ -377,7 +382,7 @@ impl SandboxEngine {
             docker,
             id: created.id,
             user: cfg.user.clone(),
-            keep_bytes: cfg.output_cap_bytes + REDACTION_MARGIN,
+            keep_bytes: limits.output_cap_bytes + REDACTION_MARGIN,
             removed: Arc::new(AtomicBool::new(false)),
             registry: self.registry.clone(),
             switched,

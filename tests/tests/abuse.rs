@@ -262,3 +262,47 @@ fn harness_is_shared() {
     // Keeps the shared environment alive for the async tests above in the same binary.
     let _ = harness();
 }
+
+#[tokio::test]
+async fn a_profile_can_replace_the_seccomp_profile_but_never_drop_it() {
+    // A stricter profile: the default's allowances minus directory creation.
+    let dir = harness()
+        .log_dir
+        .join(format!("seccomp-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("no-mkdir.json");
+    std::fs::write(
+        &path,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let w = start_worker(&[("AE_SANDBOX_SECCOMP_PROFILE", path.to_str().unwrap())]);
+    let opts = RunOpts {
+        task_queue: w.task_queue.clone(),
+        ..Default::default()
+    };
+    let (o, _) = run_activity(
+        "safeExecuteCode",
+        json!({"runId": run_id("seccomp"), "command": "mkdir /workspace/d; echo mkdir=$?; grep Seccomp: /proc/self/status"}),
+        opts,
+    )
+    .await;
+    let out = result(&o)["stdout"].as_str().unwrap().to_string();
+    assert!(out.contains("mkdir=1"), "{out}");
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+
+    // `unconfined` is refused: the worker does not start at all.
+    let mut cmd = std::process::Command::new(ae_tests::harness::binary("ae-worker"));
+    let status = cmd
+        .arg("run")
+        .env("AE_SANDBOX_SECCOMP_PROFILE", "unconfined")
+        .env("REDIS_URL", &harness().redis_url)
+        .env("TEMPORAL_ADDRESS", &harness().temporal_address)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!status.status.success());
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    assert!(stderr.contains("AE_SANDBOX_SECCOMP_PROFILE"), "{stderr}");
+}

@@ -345,9 +345,14 @@ async fn the_production_profile_has_its_own_limits() {
     let w = start_worker(&[
         ("AE_PRODUCTION_PIDS_LIMIT", "64"),
         ("AE_PRODUCTION_MEMORY_BYTES", "268435456"),
+        ("AE_PRODUCTION_WORKSPACE_SIZE", "32m"),
+        ("AE_PRODUCTION_NOFILE", "512"),
+        ("AE_MAX_TIMEOUT_MS", "300000"),
+        ("AE_PRODUCTION_MAX_TIMEOUT_MS", "3600000"),
     ]);
-    // The deploy reports its sandbox's limits in the URL it prints.
-    let limits = "$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)-$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)";
+    // The deploy reports its sandbox's limits in the URL it prints: pids, memory, the
+    // /workspace disk in KiB, open files.
+    let limits = "$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)-$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)-$(df -k /workspace | tail -n 1 | tr -s ' ' | cut -d' ' -f2)-$(ulimit -n)";
     let mut input = project(&run_id("profile"));
     input.deploy_command = Some(format!("echo https://limits.example/{limits}"));
     let (workflow_id, _) = start_and_wait_for_plan(&w.task_queue, input).await;
@@ -366,7 +371,7 @@ async fn the_production_profile_has_its_own_limits() {
         .unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(
         r.url.as_deref(),
-        Some("https://limits.example/64-268435456")
+        Some("https://limits.example/64-268435456-32768-512")
     );
 
     // An ordinary execution on the same worker keeps the default limits.
@@ -379,5 +384,22 @@ async fn the_production_profile_has_its_own_limits() {
         },
     )
     .await;
-    assert_eq!(o.result.expect("a result")["stdout"], "256-536870912\n");
+    assert_eq!(
+        o.result.expect("a result")["stdout"],
+        "256-536870912-262144-1024\n"
+    );
+
+    // And the default profile's maximum timeout.
+    let (o, _) = run_activity(
+        "safeExecuteCode",
+        json!({"runId": run_id("profile-max"), "command": "true", "timeout": 350000}),
+        RunOpts {
+            task_queue: w.task_queue.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let e = o.error.expect("a timeout above the maximum is refused");
+    assert_eq!(e.r#type, "InvalidInput");
+    assert!(e.message.contains("300000"), "{}", e.message);
 }
