@@ -100,3 +100,55 @@ async fn pooled_sandboxes_are_used_once_refilled_and_removed_at_shutdown() {
     let left = wait_for_no_sandboxes("ae.owner", &identity, Duration::from_secs(15)).await;
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[tokio::test]
+async fn a_pooled_sandbox_runs_commands_exactly_like_a_fresh_one() {
+    // Pooled sandboxes hand the command to a shell started ahead of time (no docker exec on
+    // the hot path); what the command sees and what the result says must not differ.
+    let w = start_worker(&[("AE_POOL_SIZE", "2")]);
+    assert_eq!(wait_for_pool(&w.identity, 2).await.len(), 2);
+    let opts = RunOpts {
+        task_queue: w.task_queue.clone(),
+        ..Default::default()
+    };
+    let run = format!("pool-same-{}", uuid::Uuid::new_v4().simple());
+    let tricky = "it's $HOME `id` \"q\" \\ $(echo no)";
+    // The value comes back upper-cased: verbatim, the redactor would hide it.
+    let command = "printf '%s|' \"$(printf %s \"$ODD\" | tr a-z A-Z)\" \"$(id -u)\" \"$(pwd)\" \"$0\"; cat; echo; echo err >&2; exit 7";
+    let (o, _) = run_activity(
+        "safeExecuteCode",
+        json!({"runId": run, "command": command, "env": {"ODD": tricky}}),
+        opts.clone(),
+    )
+    .await;
+    let pooled = o.result.clone().unwrap_or_else(|| panic!("{o:?}"));
+    assert_eq!(
+        pooled["stdout"],
+        format!("{}|65534|/workspace|/bin/sh|\n", tricky.to_uppercase())
+    );
+    assert_eq!(pooled["stderr"], "err\n");
+    assert_eq!(pooled["exitCode"], 7);
+    let log = std::fs::read_to_string(
+        ae_tests::harness::harness()
+            .log_dir
+            .join(format!("worker-{}.log", w.task_queue)),
+    )
+    .unwrap();
+    assert!(
+        log.contains("sandbox taken from the warm pool"),
+        "the execution did not use the pool"
+    );
+
+    // A timeout still kills the command, and the result says so.
+    let started = Instant::now();
+    let (o, _) = run_activity(
+        "safeExecuteCode",
+        json!({"runId": run, "command": "trap '' TERM; sleep 30", "timeout": 1000}),
+        opts.clone(),
+    )
+    .await;
+    let r = o.result.clone().unwrap_or_else(|| panic!("{o:?}"));
+    assert_eq!(r["timedOut"], true, "{r}");
+    assert_eq!(r["exitCode"], 137, "{r}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
