@@ -148,7 +148,7 @@ impl SandboxEngine {
         }
         while let Some(sandbox) = self.pop_pooled() {
             self.pool_wanted.notify_one();
-            if sandbox.created.elapsed() < self.cfg.pool_max_age && sandbox.is_running().await {
+            if sandbox.created.elapsed() < self.cfg.pool_max_age && sandbox.is_alive().await {
                 self.registry.assign(&sandbox.id, &run_id);
                 tracing::info!(
                     sandbox = &sandbox.id[..12],
@@ -490,7 +490,25 @@ impl Sandbox {
         drop(self);
     }
 
-    /// Whether the container still runs (a pooled one may have died while waiting).
+    /// Whether a pooled sandbox is still usable. With a standby shell this is a local check of
+    /// its output stream, which the engine closes when the container dies: no API round trip on
+    /// the hot path.
+    async fn is_alive(&self) -> bool {
+        let standby = {
+            let mut standby = self.standby.lock().unwrap_or_else(|e| e.into_inner());
+            // Pending: the shell waits for its command, as it should. Anything else (the
+            // stream ended, broke, or the shell printed something) means it is not usable.
+            standby
+                .as_mut()
+                .map(|s| futures::FutureExt::now_or_never(s.output.next()).is_none())
+        };
+        match standby {
+            Some(alive) => alive,
+            None => self.is_running().await,
+        }
+    }
+
+    /// Whether the container still runs.
     async fn is_running(&self) -> bool {
         self.docker
             .inspect_container(&self.id, None)
