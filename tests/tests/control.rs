@@ -116,7 +116,8 @@ async fn a_worker_killed_with_sigkill_leaves_no_sandbox_after_the_reaper_runs() 
     let run = run_id("sigkill");
     let _workflow = start_activity(
         "safeExecuteCode",
-        json!({"runId": run, "command": "sleep 300", "timeout": 300000}),
+        // With a network, so the orphan also leaves a sandbox network and the egress relay.
+        json!({"runId": run, "command": "sleep 300", "timeout": 300000, "allowedDomains": ["example.com"]}),
         &RunOpts {
             task_queue: doomed.task_queue.clone(),
             heartbeat: Duration::from_secs(5),
@@ -144,5 +145,31 @@ async fn a_worker_killed_with_sigkill_leaves_no_sandbox_after_the_reaper_runs() 
     let _reaper = start_worker(&[("AE_REAPER_INTERVAL_SECS", "1")]);
     let left = wait_for_no_sandboxes("ae.run-id", &run, Duration::from_secs(20)).await;
     assert!(left.is_empty(), "orphan {container} was not reaped");
+    let left = wait_for_no_sandboxes("ae.owner", &doomed.identity, Duration::from_secs(20)).await;
+    assert!(
+        left.is_empty(),
+        "the dead worker's relay was not reaped: {left:?}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = Command::new("docker")
+            .args([
+                "network",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("label=ae.run-id={run}"),
+            ])
+            .output()
+            .unwrap();
+        if out.stdout.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the orphan's network was not reaped"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     drop(doomed);
 }
