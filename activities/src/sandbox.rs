@@ -536,33 +536,13 @@ impl Sandbox {
 
     /// Unpacks an uncompressed tar (built by `workspace::pack`) into `/workspace`.
     pub async fn upload(&self, tar: Vec<u8>) -> Result<(), SandboxError> {
-        let exec = self
-            .docker
-            .create_exec(
-                &self.id,
-                CreateExecOptions {
-                    cmd: Some(vec!["tar", "-x", "-f", "-", "-C", "/workspace"]),
-                    attach_stdin: Some(true),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    user: Some(self.user.as_str()),
-                    ..Default::default()
-                },
-            )
+        let (exec_id, mut output, mut input) = self
+            .open_exec(&["tar", "-x", "-f", "-", "-C", "/workspace"], &[], true)
             .await
-            .map_err(|e| SandboxError::Unavailable(format!("cannot create upload exec: {e}")))?;
-        let started = self
-            .docker
-            .start_exec(&exec.id, None)
-            .await
-            .map_err(|e| SandboxError::Unavailable(format!("cannot start upload exec: {e}")))?;
-        let StartExecResults::Attached {
-            mut output,
-            mut input,
-        } = started
-        else {
-            return Err(SandboxError::Upload("exec did not attach".into()));
-        };
+            .map_err(|e| match e {
+                SandboxError::Failed(m) => SandboxError::Unavailable(format!("upload: {m}")),
+                other => other,
+            })?;
         let transfer = async {
             input.write_all(&tar).await?;
             input.flush().await?;
@@ -592,7 +572,7 @@ impl Sandbox {
             Ok(Err(e)) => return Err(SandboxError::Upload(e)),
             Ok(Ok(())) => {}
         }
-        let code = self.exit_code(&exec.id).await?;
+        let code = self.exit_code(&exec_id).await?;
         if code != 0 {
             return Err(SandboxError::Upload(format!(
                 "tar exited with {code}: {}",
@@ -693,66 +673,53 @@ impl Sandbox {
         command: &str,
         env: &[String],
     ) -> Result<(String, Output), SandboxError> {
+        let (id, output, _) = self
+            .open_exec(&["/bin/sh", "-c", command], env, false)
+            .await?;
+        Ok((id, output))
+    }
+
+    /// Starts the standby shell of a pooled sandbox (see [`Standby`]).
+    async fn prepare_standby(&self) -> Result<(), SandboxError> {
+        let (exec_id, output, input) = self.open_exec(&["/bin/sh", "-s"], &[], true).await?;
+        *self.standby.lock().unwrap_or_else(|e| e.into_inner()) = Some(Standby {
+            exec_id,
+            output,
+            input,
+        });
+        Ok(())
+    }
+
+    /// Creates and starts `cmd` as the command user in `/workspace`, attached to its output
+    /// (and stdin when asked; otherwise stdin is /dev/null).
+    async fn open_exec(
+        &self,
+        cmd: &[&str],
+        env: &[String],
+        stdin: bool,
+    ) -> Result<(String, Output, Input), SandboxError> {
         let exec = self
             .docker
             .create_exec(
                 &self.id,
                 CreateExecOptions {
-                    cmd: Some(vec!["/bin/sh".to_string(), "-c".into(), command.into()]),
+                    cmd: Some(cmd.iter().map(|c| c.to_string()).collect()),
                     env: Some(env.to_vec()),
+                    attach_stdin: Some(stdin),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
                     user: Some(self.user.clone()),
-                    working_dir: Some("/workspace".into()),
+                    working_dir: Some("/workspace".to_string()),
                     ..Default::default()
                 },
             )
             .await
             .map_err(|e| SandboxError::Failed(format!("cannot create exec: {e}")))?;
-        let StartExecResults::Attached { output, input } = self
-            .docker
-            .start_exec(&exec.id, None)
-            .await
-            .map_err(|e| SandboxError::Failed(format!("cannot start exec: {e}")))?
-        else {
-            return Err(SandboxError::Failed("exec did not attach".into()));
-        };
-        drop(input);
-        Ok((exec.id, output))
-    }
-
-    /// Starts the standby shell of a pooled sandbox (see [`Standby`]).
-    async fn prepare_standby(&self) -> Result<(), SandboxError> {
-        let exec = self
-            .docker
-            .create_exec(
-                &self.id,
-                CreateExecOptions {
-                    cmd: Some(vec!["/bin/sh", "-s"]),
-                    attach_stdin: Some(true),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    user: Some(self.user.as_str()),
-                    working_dir: Some("/workspace"),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| SandboxError::Failed(format!("cannot create standby exec: {e}")))?;
-        let StartExecResults::Attached { output, input } = self
-            .docker
-            .start_exec(&exec.id, None)
-            .await
-            .map_err(|e| SandboxError::Failed(format!("cannot start standby exec: {e}")))?
-        else {
-            return Err(SandboxError::Failed("standby exec did not attach".into()));
-        };
-        *self.standby.lock().unwrap_or_else(|e| e.into_inner()) = Some(Standby {
-            exec_id: exec.id,
-            output,
-            input,
-        });
-        Ok(())
+        match self.docker.start_exec(&exec.id, None).await {
+            Ok(StartExecResults::Attached { output, input }) => Ok((exec.id, output, input)),
+            Ok(_) => Err(SandboxError::Failed("exec did not attach".into())),
+            Err(e) => Err(SandboxError::Failed(format!("cannot start exec: {e}"))),
+        }
     }
 
     async fn exit_code(&self, exec_id: &str) -> Result<i64, SandboxError> {
@@ -787,35 +754,15 @@ impl Sandbox {
         script: &[&str],
         keep: usize,
     ) -> Result<(Vec<u8>, String), SandboxError> {
-        let mut cmd = vec!["/bin/sh".to_string(), "-c".into()];
-        cmd.extend(script.iter().map(|a| a.to_string()));
-        let exec = self
-            .docker
-            .create_exec(
-                &self.id,
-                CreateExecOptions {
-                    cmd: Some(cmd),
-                    attach_stdout: Some(true),
-                    user: Some(self.user.clone()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| SandboxError::Failed(format!("cannot create exec: {e}")))?;
-        let StartExecResults::Attached { mut output, .. } = self
-            .docker
-            .start_exec(&exec.id, None)
-            .await
-            .map_err(|e| SandboxError::Failed(format!("cannot start exec: {e}")))?
-        else {
-            return Err(SandboxError::Failed("exec did not attach".into()));
-        };
+        let mut cmd = vec!["/bin/sh", "-c"];
+        cmd.extend_from_slice(script);
+        let (exec_id, mut output, _) = self.open_exec(&cmd, &[], false).await?;
         let mut out = Capture::new(keep);
         let mut ignored = Capture::new(0);
         while let Some(Ok(item)) = output.next().await {
             route(item, &mut out, &mut ignored);
         }
-        Ok((out.buf, exec.id))
+        Ok((out.buf, exec_id))
     }
 
     /// OOM kills and peak memory of this sandbox's memory cgroup. Read from the host's cgroup
@@ -936,6 +883,8 @@ type Output = std::pin::Pin<
     Box<dyn futures::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
 >;
 
+type Input = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
+
 /// A shell started ahead of time in a pooled sandbox, as the command user in `/workspace`,
 /// waiting on stdin for the one command it will become. Handing out a pooled sandbox then
 /// costs no `docker exec` round trips (create, start: most of a pooled execution's time);
@@ -944,7 +893,7 @@ type Output = std::pin::Pin<
 struct Standby {
     exec_id: String,
     output: Output,
-    input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    input: Input,
 }
 
 impl Standby {

@@ -406,6 +406,26 @@ pub async fn wait_for_no_sandboxes(label: &str, value: &str, within: Duration) -
     }
 }
 
+/// Waits until no sandbox network carries `label=value`; returns those left at the deadline.
+pub async fn wait_for_no_networks(label: &str, value: &str, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let out = Command::new("docker")
+            .args(["network", "ls", "-q", "--filter"])
+            .arg(format!("label={label}={value}"))
+            .output()
+            .expect("docker network ls");
+        let left: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The directory holding the workspace's binaries (`target/debug`).
 fn bin_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;

@@ -4,7 +4,7 @@
 
 use ae_tests::harness::{
     RunOpts, binary, harness, outcome_of, safe_execute, sandboxes_with_label, start_activity,
-    start_worker, wait_for_no_sandboxes, wait_for_sandbox, worker_pid,
+    start_worker, wait_for_no_networks, wait_for_no_sandboxes, wait_for_sandbox, worker_pid,
 };
 use serde_json::json;
 use std::process::Command;
@@ -150,26 +150,10 @@ async fn a_worker_killed_with_sigkill_leaves_no_sandbox_after_the_reaper_runs() 
         left.is_empty(),
         "the dead worker's relay was not reaped: {left:?}"
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = Command::new("docker")
-            .args([
-                "network",
-                "ls",
-                "-q",
-                "--filter",
-                &format!("label=ae.run-id={run}"),
-            ])
-            .output()
-            .unwrap();
-        if out.stdout.is_empty() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the orphan's network was not reaped"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let left = wait_for_no_networks("ae.run-id", &run, Duration::from_secs(20)).await;
+    assert!(
+        left.is_empty(),
+        "the orphan's network was not reaped: {left:?}"
+    );
     drop(doomed);
 }

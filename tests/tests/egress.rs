@@ -2,12 +2,14 @@
 //! hosts through the worker's proxy and nothing else. Offline: the worker maps the test names
 //! (`allowed.test`, `denied.test`, ...) to a web server this test runs on the host.
 
-use ae_tests::harness::{ExtraWorker, RunOpts, harness, run_activity, start_worker};
+use ae_tests::harness::{
+    ExtraWorker, RunOpts, harness, run_activity, start_worker, wait_for_no_networks,
+};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The web server and the worker configured to reach it.
 struct Fixture {
@@ -34,7 +36,7 @@ fn fixture() -> &'static Fixture {
         let worker = start_worker(&[
             (
                 "AE_EGRESS_HOSTS",
-                "allowed.test=127.0.0.1,denied.test=127.0.0.1,private.test=10.0.0.1,\
+                "allowed.test=127.0.0.1,api.allowed.test=127.0.0.1,denied.test=127.0.0.1,private.test=10.0.0.1,\
                  metadata.test=169.254.169.254,loopback.test=127.0.0.2",
             ),
             ("AE_EGRESS_PORTS", &format!("80,443,{port}")),
@@ -109,6 +111,7 @@ async fn an_allowed_name_is_reachable_over_http_and_connect() {
     let command = format!(
         r#"{PROXY_VARS}
 wget -q -O- http://allowed.test:{port}/plain
+wget -q -O- http://api.allowed.test:{port}/wildcard
 printf 'CONNECT allowed.test:{port} HTTP/1.1\r\nHost: allowed.test:{port}\r\nProxy-Authorization: Basic %s\r\n\r\nGET /tunnel HTTP/1.0\r\nHost: tunnel.allowed.test\r\n\r\n' "$AUTH" \
   | nc -w 5 ${{PROXY%:*}} ${{PROXY#*:}} | tail -n 1
 "#
@@ -116,14 +119,16 @@ printf 'CONNECT allowed.test:{port} HTTP/1.1\r\nHost: allowed.test:{port}\r\nPro
     let r = execute(json!({
         "runId": run_id("egress-ok"),
         "command": command,
-        "allowedDomains": ["allowed.test"],
+        "allowedDomains": ["allowed.test", "*.allowed.test"],
         "timeout": 30000
     }))
     .await;
     assert_eq!(r["exitCode"], 0, "{r}");
     assert_eq!(
         r["stdout"],
-        format!("hello from allowed.test:{port}\nhello from tunnel.allowed.test\n"),
+        format!(
+            "hello from allowed.test:{port}\nhello from api.allowed.test:{port}\nhello from tunnel.allowed.test\n"
+        ),
         "{r}"
     );
     assert_eq!(r["egressDenied"], 0, "{r}");
@@ -139,6 +144,7 @@ async fn denied_names_raw_ips_private_addresses_and_direct_connections_all_fail(
         r#"{PROXY_VARS}
 probe() {{ name=$1; shift; if "$@" >/tmp/out 2>&1; then echo "$name:reached"; else echo "$name:blocked"; fi; cat /tmp/out >&2; }}
 probe denied_name wget -q -O- http://denied.test:{port}/{marker}
+probe subdomain_of_exact_rule wget -q -O- http://api.allowed.test:{port}/{marker}
 probe raw_ip wget -q -O- http://127.0.0.1:{port}/{marker}
 probe private_address wget -q -O- http://private.test:{port}/{marker}
 probe metadata_address wget -q -O- http://metadata.test/{marker}
@@ -165,7 +171,7 @@ exit 0
     .await;
     let stdout = r["stdout"].as_str().unwrap();
     let probes: Vec<&str> = stdout.lines().collect();
-    assert_eq!(probes.len(), 13, "{r}");
+    assert_eq!(probes.len(), 14, "{r}");
     for p in &probes {
         assert!(p.ends_with(":blocked"), "{p} got through: {r}");
     }
@@ -176,9 +182,9 @@ exit 0
         stderr.contains("407 Proxy Authentication Required"),
         "{stderr}"
     );
-    // Seven requests with valid credentials reached the proxy and were refused there; the
+    // Eight requests with valid credentials reached the proxy and were refused there; the
     // rest had no credentials or never found a route.
-    assert_eq!(r["egressDenied"], 7, "{r}");
+    assert_eq!(r["egressDenied"], 8, "{r}");
     let seen = f.seen.lock().unwrap().clone();
     assert!(
         !seen.iter().any(|l| l.contains(&marker)),
@@ -236,32 +242,8 @@ async fn sandbox_networks_are_removed_after_use() {
     }))
     .await;
     assert_eq!(r["exitCode"], 0);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let left = networks_of_run(&run);
-        if left.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "networks left behind: {left:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn networks_of_run(run: &str) -> Vec<String> {
-    let out = std::process::Command::new("docker")
-        .args([
-            "network",
-            "ls",
-            "-q",
-            "--filter",
-            &format!("label=ae.run-id={run}"),
-        ])
-        .output()
-        .expect("docker network ls");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    let left = wait_for_no_networks("ae.run-id", &run, Duration::from_secs(15)).await;
+    assert!(left.is_empty(), "networks left behind: {left:?}");
 }
 
 /// This machine's IPv4 addresses other than loopback.
