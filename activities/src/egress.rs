@@ -47,9 +47,11 @@ pub const ROLE_RELAY: &str = "egress-relay";
 pub const MAX_DOMAINS: usize = 64;
 
 const MAX_HEAD_BYTES: usize = 16 * 1024;
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONNECTIONS: usize = 1024;
+/// Open connections one sandbox may hold through the proxy, so one cannot starve the others.
+const MAX_CONNECTIONS_PER_SANDBOX: usize = 64;
 
 /// One entry of `allowedDomains`: an exact host, or `*.suffix` for every name below `suffix`
 /// (not `suffix` itself).
@@ -164,6 +166,7 @@ struct Grant {
     rules: Vec<DomainRule>,
     denied: AtomicU64,
     closed: CancellationToken,
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// The proxy's state, shared by its connection tasks.
@@ -172,6 +175,33 @@ struct Proxy {
     grants: Mutex<HashMap<String, Arc<Grant>>>,
     denied_total: AtomicU64,
     connections: Arc<tokio::sync::Semaphore>,
+}
+
+impl Proxy {
+    fn new(cfg: EgressConfig) -> Self {
+        Self {
+            cfg,
+            grants: Default::default(),
+            denied_total: AtomicU64::new(0),
+            connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+        }
+    }
+
+    /// Registers a grant under `token`.
+    fn grant(&self, token: &str, run_id: &str, rules: Vec<DomainRule>) -> Arc<Grant> {
+        let grant = Arc::new(Grant {
+            run_id: run_id.to_string(),
+            rules,
+            denied: AtomicU64::new(0),
+            closed: CancellationToken::new(),
+            slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS_PER_SANDBOX)),
+        });
+        self.grants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token.to_string(), grant.clone());
+        grant
+    }
 }
 
 /// The relay container and the proxy listener it forwards to.
@@ -198,12 +228,7 @@ impl Egress {
         max_lifetime: Duration,
     ) -> Self {
         Self {
-            proxy: Arc::new(Proxy {
-                cfg,
-                grants: Default::default(),
-                denied_total: AtomicU64::new(0),
-                connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
-            }),
+            proxy: Arc::new(Proxy::new(cfg)),
             owner: owner.into(),
             relay: Default::default(),
             bound: Default::default(),
@@ -252,17 +277,7 @@ impl Egress {
             return Err(e);
         }
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let grant = Arc::new(Grant {
-            run_id: run_id.to_string(),
-            rules,
-            denied: AtomicU64::new(0),
-            closed: CancellationToken::new(),
-        });
-        self.proxy
-            .grants
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(token.clone(), grant.clone());
+        let grant = self.proxy.grant(&token, run_id, rules);
         Ok(Lease {
             proxy_url: format!("http://ae:{token}@{relay_ip}:{RELAY_PORT}"),
             network: network.name,
@@ -287,9 +302,10 @@ impl Egress {
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges:true".into()]),
             readonly_rootfs: Some(true),
-            memory: Some(64 * 1024 * 1024),
-            memory_swap: Some(64 * 1024 * 1024),
-            pids_limit: Some(512),
+            // One `nc` per open connection, for every sandbox of this worker.
+            memory: Some(256 * 1024 * 1024),
+            memory_swap: Some(256 * 1024 * 1024),
+            pids_limit: Some(2048),
             init: Some(true),
             privileged: Some(false),
             log_config: Some(HostConfigLogConfig {
@@ -634,6 +650,20 @@ async fn handle(mut client: TcpStream, proxy: &Proxy) {
             return;
         }
     };
+    let Ok(_slot) = grant.slots.clone().try_acquire_owned() else {
+        let r = refuse(
+            429,
+            format!("more than {MAX_CONNECTIONS_PER_SANDBOX} open connections"),
+        );
+        deny(
+            proxy,
+            &grant,
+            &format!("{}:{}", forward.host, forward.port),
+            &r,
+        );
+        let _ = respond(&mut client, &r).await;
+        return;
+    };
     let upstream = match connect(proxy, &forward).await {
         Ok(s) => s,
         Err(r) => {
@@ -844,6 +874,7 @@ async fn respond(client: &mut TcpStream, r: &Refusal) -> std::io::Result<()> {
         400 => "Bad Request",
         403 => "Forbidden",
         407 => "Proxy Authentication Required",
+        429 => "Too Many Requests",
         _ => "Bad Gateway",
     };
     let body = format!("ae-egress: {}\n", r.reason);
@@ -922,6 +953,111 @@ mod tests {
         ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
+    }
+
+    /// A proxy on loopback admitting `allowed.test` → an upstream that holds connections open
+    /// until the client closes; returns the proxy's address and the upstream's port.
+    async fn proxy_with_upstream() -> (Arc<Proxy>, SocketAddr, u16) {
+        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = upstream.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = upstream.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 256];
+                    while matches!(c.read(&mut buf).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        let cfg = EgressConfig {
+            ports: vec![up.port()],
+            hosts: HashMap::from([("allowed.test".to_string(), up.ip())]),
+            private_allow: vec![up],
+            ..Default::default()
+        };
+        let proxy = Arc::new(Proxy::new(cfg));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, proxy.clone()));
+        (proxy, addr, up.port())
+    }
+
+    async fn connect_through(proxy: SocketAddr, port: u16, token: &str) -> (TcpStream, String) {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("ae:{token}"));
+        let mut c = TcpStream::connect(proxy).await.unwrap();
+        c.write_all(
+            format!(
+                "CONNECT allowed.test:{port} HTTP/1.1\r\nProxy-Authorization: Basic {auth}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut buf = [0u8; 256];
+        let n = c.read(&mut buf).await.unwrap();
+        let status = String::from_utf8_lossy(&buf[..n])
+            .split(' ')
+            .nth(1)
+            .unwrap_or("")
+            .to_string();
+        (c, status)
+    }
+
+    #[tokio::test]
+    async fn one_sandbox_holds_at_most_64_connections_and_closing_one_frees_it() {
+        let (proxy, addr, port) = proxy_with_upstream().await;
+        let rules = vec![DomainRule::parse("allowed.test").unwrap()];
+        let grant = proxy.grant("tok", "run-a", rules.clone());
+        let mut open = Vec::new();
+        let mut statuses = Vec::new();
+        for _ in 0..70 {
+            let (c, status) = connect_through(addr, port, "tok").await;
+            statuses.push(status);
+            open.push(c);
+        }
+        assert_eq!(statuses.iter().filter(|s| *s == "200").count(), 64);
+        assert_eq!(statuses.iter().filter(|s| *s == "429").count(), 6);
+        assert_eq!(grant.denied.load(Ordering::Relaxed), 6);
+
+        // Another sandbox is not affected.
+        proxy.grant("other", "run-b", rules);
+        assert_eq!(connect_through(addr, port, "other").await.1, "200");
+
+        // Closing a tunnel gives its slot back.
+        drop(open.remove(0));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (c, status) = connect_through(addr, port, "tok").await;
+            if status == "200" {
+                open.push(c);
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the slot was not freed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn revoking_a_grant_closes_its_tunnels_and_refuses_new_ones() {
+        let (proxy, addr, port) = proxy_with_upstream().await;
+        let grant = proxy.grant(
+            "tok",
+            "run-a",
+            vec![DomainRule::parse("allowed.test").unwrap()],
+        );
+        let (mut tunnel, status) = connect_through(addr, port, "tok").await;
+        assert_eq!(status, "200");
+        proxy.grants.lock().unwrap().remove("tok");
+        grant.closed.cancel();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(5), tunnel.read(&mut buf))
+            .await
+            .expect("the tunnel was not closed")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+        assert_eq!(connect_through(addr, port, "tok").await.1, "407");
     }
 
     #[test]
