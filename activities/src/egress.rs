@@ -585,7 +585,7 @@ async fn bridge_gateway(docker: &Docker) -> Result<IpAddr, SandboxError> {
                     .split_once('/')
                     .map(|(a, p)| (a.to_string(), p.to_string()))?;
                 let ip: Ipv4Addr = ip.parse().ok()?;
-                Some(IpAddr::V4(Ipv4Addr::from(u32::from(ip) + 1)))
+                Some(IpAddr::V4(Ipv4Addr::from(u32::from(ip).checked_add(1)?)))
             })
         })
         .ok_or_else(|| SandboxError::Unavailable("Docker's bridge network has no gateway".into()))
