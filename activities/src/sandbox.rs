@@ -8,8 +8,10 @@
 //! value is dropped because the activity was cancelled or the worker code failed.
 //!
 //! The container's main process is a `sleep` for the configured maximum lifetime, so even a
-//! sandbox whose worker was killed expires by itself; commands run in it through `docker exec`.
-//! It does not own policy, budgets or redaction: the bytes it returns are raw.
+//! sandbox whose worker was killed expires by itself; commands run in it through `docker exec`
+//! (or, in a pooled sandbox, through a standby shell started ahead of time). It also keeps the
+//! warm pool. It does not own policy, budgets or redaction (the bytes it returns are raw), nor
+//! the network of a sandbox with `allowedDomains` (see `egress`).
 
 use crate::config::SandboxConfig;
 use bollard::Docker;
