@@ -39,22 +39,13 @@ pub struct SandboxConfig {
     pub allowed_images: Vec<String>,
     /// Largest output file returned, bytes.
     pub max_output_file_bytes: usize,
-    /// Memory limit in bytes; swap is set equal so nothing swaps.
-    pub memory_bytes: i64,
-    /// CPU quota in billionths of a CPU.
-    pub nano_cpus: i64,
-    /// Maximum number of processes and threads.
-    pub pids_limit: i64,
-    /// Size of the writable `/workspace` tmpfs, e.g. `256m`.
-    pub workspace_size: String,
-    /// Size of the writable `/tmp` tmpfs.
-    pub tmp_size: String,
-    /// Kept bytes of each output stream; the rest is counted and dropped.
-    pub output_cap_bytes: usize,
+    /// The `sandbox` profile: every execution but deploys.
+    pub default_profile: Profile,
+    /// The `production` profile (deploys): each setting is the `sandbox` profile's unless
+    /// `AE_PRODUCTION_*` says otherwise.
+    pub production: Profile,
     /// Largest serialised result; keeps both streams together under Temporal's payload limit.
     pub max_result_bytes: usize,
-    /// Longest timeout a caller may ask for.
-    pub max_timeout: Duration,
     /// Largest file a command may write (RLIMIT_FSIZE).
     pub max_written_file_bytes: i64,
     /// Largest single workspace file.
@@ -63,14 +54,6 @@ pub struct SandboxConfig {
     pub max_total_file_bytes: usize,
     /// The uid:gid commands run as.
     pub user: String,
-    /// Open files per process (RLIMIT_NOFILE).
-    pub nofile: i64,
-    /// A seccomp profile (JSON) replacing the engine's default; None keeps the default, which
-    /// is already strict. Never `unconfined`.
-    pub seccomp_profile: Option<String>,
-    /// Limits of the `production` profile (deploys) where they differ from the defaults above,
-    /// which are the `sandbox` profile's.
-    pub production: ProfileLimits,
     /// Pre-started sandboxes kept ready (0: no warm pool).
     pub pool_size: usize,
     /// A pooled sandbox older than this is replaced, never handed out.
@@ -162,71 +145,94 @@ impl EgressConfig {
     }
 }
 
-/// Per-profile overrides; None keeps the default (the `sandbox` profile's value).
-#[derive(Debug, Clone, Default)]
-pub struct ProfileLimits {
-    /// Memory (and memory+swap) in bytes.
-    pub memory_bytes: Option<i64>,
-    /// CPU quota in billionths of a CPU.
-    pub nano_cpus: Option<i64>,
-    /// Processes and threads.
-    pub pids_limit: Option<i64>,
-    /// Size of the `/workspace` tmpfs (disk), e.g. `1g`.
-    pub workspace_size: Option<String>,
-    /// Size of the `/tmp` tmpfs.
-    pub tmp_size: Option<String>,
-    /// Kept bytes of each output stream.
-    pub output_cap_bytes: Option<usize>,
-    /// Longest timeout a caller may ask for.
-    pub max_timeout: Option<Duration>,
-    /// Open files per process.
-    pub nofile: Option<i64>,
-    /// Seccomp profile (JSON).
-    pub seccomp_profile: Option<String>,
-}
-
-/// Everything that differs between profiles, resolved for one of them.
+/// Everything that may differ between the `sandbox` and `production` profiles.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
-    /// Memory (and memory+swap) in bytes.
+    /// Memory limit in bytes; swap is set equal so nothing swaps.
     pub memory_bytes: i64,
     /// CPU quota in billionths of a CPU.
     pub nano_cpus: i64,
-    /// Processes and threads.
+    /// Maximum number of processes and threads.
     pub pids_limit: i64,
-    /// Size of the `/workspace` tmpfs.
+    /// Size of the writable `/workspace` tmpfs (disk), e.g. `256m`.
     pub workspace_size: String,
-    /// Size of the `/tmp` tmpfs.
+    /// Size of the writable `/tmp` tmpfs.
     pub tmp_size: String,
-    /// Kept bytes of each output stream.
+    /// Kept bytes of each output stream; the rest is counted and dropped.
     pub output_cap_bytes: usize,
     /// Longest timeout a caller may ask for.
     pub max_timeout: Duration,
-    /// Open files per process.
+    /// Open files per process (RLIMIT_NOFILE).
     pub nofile: i64,
-    /// Seccomp profile (JSON); None: the engine's default.
+    /// A seccomp profile (JSON) replacing the engine's default; None keeps the default, which
+    /// is already strict. Never `unconfined`.
     pub seccomp_profile: Option<String>,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 512 * 1024 * 1024,
+            nano_cpus: 1_000_000_000,
+            pids_limit: 256,
+            workspace_size: "256m".into(),
+            tmp_size: "64m".into(),
+            output_cap_bytes: 1024 * 1024,
+            max_timeout: Duration::from_secs(60 * 60),
+            nofile: 1024,
+            seccomp_profile: None,
+        }
+    }
+}
+
+impl Profile {
+    /// The `sandbox` profile from `AE_SANDBOX_*` (and the older unprefixed names).
+    fn sandbox_from_env() -> Result<Self, ConfigError> {
+        let d = Profile::default();
+        Ok(Profile {
+            memory_bytes: parse("AE_SANDBOX_MEMORY_BYTES", d.memory_bytes)?,
+            nano_cpus: parse("AE_SANDBOX_NANO_CPUS", d.nano_cpus)?,
+            pids_limit: parse("AE_SANDBOX_PIDS_LIMIT", d.pids_limit)?,
+            workspace_size: parse_size("AE_SANDBOX_WORKSPACE_SIZE")?.unwrap_or(d.workspace_size),
+            tmp_size: parse_size("AE_SANDBOX_TMP_SIZE")?.unwrap_or(d.tmp_size),
+            output_cap_bytes: parse("AE_OUTPUT_CAP_BYTES", d.output_cap_bytes)?,
+            max_timeout: Duration::from_millis(parse(
+                "AE_MAX_TIMEOUT_MS",
+                d.max_timeout.as_millis() as u64,
+            )?),
+            nofile: parse("AE_SANDBOX_NOFILE", d.nofile)?,
+            seccomp_profile: read_seccomp("AE_SANDBOX_SECCOMP_PROFILE")?,
+        })
+    }
+
+    /// The `production` profile: this one, overridden by whatever `AE_PRODUCTION_*` sets.
+    fn production_from_env(&self) -> Result<Self, ConfigError> {
+        Ok(Profile {
+            memory_bytes: parse("AE_PRODUCTION_MEMORY_BYTES", self.memory_bytes)?,
+            nano_cpus: parse("AE_PRODUCTION_NANO_CPUS", self.nano_cpus)?,
+            pids_limit: parse("AE_PRODUCTION_PIDS_LIMIT", self.pids_limit)?,
+            workspace_size: parse_size("AE_PRODUCTION_WORKSPACE_SIZE")?
+                .unwrap_or_else(|| self.workspace_size.clone()),
+            tmp_size: parse_size("AE_PRODUCTION_TMP_SIZE")?
+                .unwrap_or_else(|| self.tmp_size.clone()),
+            output_cap_bytes: parse("AE_PRODUCTION_OUTPUT_CAP_BYTES", self.output_cap_bytes)?,
+            max_timeout: Duration::from_millis(parse(
+                "AE_PRODUCTION_MAX_TIMEOUT_MS",
+                self.max_timeout.as_millis() as u64,
+            )?),
+            nofile: parse("AE_PRODUCTION_NOFILE", self.nofile)?,
+            seccomp_profile: read_seccomp("AE_PRODUCTION_SECCOMP_PROFILE")?
+                .or_else(|| self.seccomp_profile.clone()),
+        })
+    }
 }
 
 impl SandboxConfig {
     /// The settings of a profile: `production` (deploys) or anything else (`sandbox`).
-    pub fn profile(&self, name: &str) -> Profile {
-        let o = match name {
-            "production" => self.production.clone(),
-            _ => ProfileLimits::default(),
-        };
-        Profile {
-            memory_bytes: o.memory_bytes.unwrap_or(self.memory_bytes),
-            nano_cpus: o.nano_cpus.unwrap_or(self.nano_cpus),
-            pids_limit: o.pids_limit.unwrap_or(self.pids_limit),
-            workspace_size: o
-                .workspace_size
-                .unwrap_or_else(|| self.workspace_size.clone()),
-            tmp_size: o.tmp_size.unwrap_or_else(|| self.tmp_size.clone()),
-            output_cap_bytes: o.output_cap_bytes.unwrap_or(self.output_cap_bytes),
-            max_timeout: o.max_timeout.unwrap_or(self.max_timeout),
-            nofile: o.nofile.unwrap_or(self.nofile),
-            seccomp_profile: o.seccomp_profile.or_else(|| self.seccomp_profile.clone()),
+    pub fn profile(&self, name: &str) -> &Profile {
+        match name {
+            "production" => &self.production,
+            _ => &self.default_profile,
         }
     }
 }
@@ -237,22 +243,14 @@ impl Default for SandboxConfig {
             image: "ae-sandbox:latest".into(),
             allowed_images: Vec::new(),
             max_output_file_bytes: 256 * 1024,
-            memory_bytes: 512 * 1024 * 1024,
-            nano_cpus: 1_000_000_000,
-            pids_limit: 256,
-            workspace_size: "256m".into(),
-            tmp_size: "64m".into(),
-            output_cap_bytes: 1024 * 1024,
+            default_profile: Profile::default(),
+            production: Profile::default(),
             max_result_bytes: 1536 * 1024,
-            max_timeout: Duration::from_secs(60 * 60),
             max_written_file_bytes: 1024 * 1024 * 1024,
             max_file_bytes: 5 * 1024 * 1024,
             max_total_file_bytes: 20 * 1024 * 1024,
             user: "65534:65534".into(),
-            nofile: 1024,
-            seccomp_profile: None,
             max_lifetime: Duration::from_secs(24 * 60 * 60),
-            production: ProfileLimits::default(),
             pool_size: 0,
             pool_max_age: Duration::from_secs(10 * 60),
             egress: EgressConfig::default(),
@@ -286,9 +284,8 @@ pub struct ConfigError {
 }
 
 impl Config {
-    /// Defaults overridden by `REDIS_URL`, `AE_SANDBOX_IMAGE`, `AE_COST_PER_EXECUTION`,
-    /// `AE_DEFAULT_BUDGET`, `AE_OUTPUT_CAP_BYTES`, `AE_MAX_RESULT_BYTES`, `AE_SANDBOX_MEMORY_BYTES`,
-    /// `AE_SANDBOX_PIDS_LIMIT`, `AE_SANDBOX_NANO_CPUS`, `AE_MAX_TIMEOUT_MS`.
+    /// Defaults overridden by the environment (`REDIS_URL`, `AE_*`; the README's configuration
+    /// table lists every variable).
     pub fn from_env() -> Result<Config, ConfigError> {
         let mut c = Config::default();
         if let Ok(v) = env::var("REDIS_URL") {
@@ -315,36 +312,12 @@ impl Config {
         }
         c.cost_per_execution = parse_usd("AE_COST_PER_EXECUTION", c.cost_per_execution)?;
         c.default_budget = parse_usd("AE_DEFAULT_BUDGET", c.default_budget)?;
-        c.sandbox.output_cap_bytes = parse("AE_OUTPUT_CAP_BYTES", c.sandbox.output_cap_bytes)?;
         c.sandbox.max_result_bytes = parse("AE_MAX_RESULT_BYTES", c.sandbox.max_result_bytes)?;
-        c.sandbox.memory_bytes = parse("AE_SANDBOX_MEMORY_BYTES", c.sandbox.memory_bytes)?;
-        c.sandbox.pids_limit = parse("AE_SANDBOX_PIDS_LIMIT", c.sandbox.pids_limit)?;
-        c.sandbox.nano_cpus = parse("AE_SANDBOX_NANO_CPUS", c.sandbox.nano_cpus)?;
-        c.sandbox.workspace_size =
-            parse_size("AE_SANDBOX_WORKSPACE_SIZE")?.unwrap_or(c.sandbox.workspace_size);
-        c.sandbox.tmp_size = parse_size("AE_SANDBOX_TMP_SIZE")?.unwrap_or(c.sandbox.tmp_size);
-        c.sandbox.nofile = parse("AE_SANDBOX_NOFILE", c.sandbox.nofile)?;
-        c.sandbox.seccomp_profile = read_seccomp("AE_SANDBOX_SECCOMP_PROFILE")?;
-        c.sandbox.production = ProfileLimits {
-            memory_bytes: parse_opt("AE_PRODUCTION_MEMORY_BYTES")?,
-            nano_cpus: parse_opt("AE_PRODUCTION_NANO_CPUS")?,
-            pids_limit: parse_opt("AE_PRODUCTION_PIDS_LIMIT")?,
-            workspace_size: parse_size("AE_PRODUCTION_WORKSPACE_SIZE")?,
-            tmp_size: parse_size("AE_PRODUCTION_TMP_SIZE")?,
-            output_cap_bytes: parse_opt("AE_PRODUCTION_OUTPUT_CAP_BYTES")?,
-            max_timeout: parse_opt::<u64>("AE_PRODUCTION_MAX_TIMEOUT_MS")?
-                .map(Duration::from_millis),
-            nofile: parse_opt("AE_PRODUCTION_NOFILE")?,
-            seccomp_profile: read_seccomp("AE_PRODUCTION_SECCOMP_PROFILE")?,
-        };
+        c.sandbox.default_profile = Profile::sandbox_from_env()?;
+        c.sandbox.production = c.sandbox.default_profile.production_from_env()?;
         c.sandbox.pool_size = parse("AE_POOL_SIZE", c.sandbox.pool_size)?;
         let age = parse("AE_POOL_MAX_AGE_SECS", c.sandbox.pool_max_age.as_secs())?;
         c.sandbox.pool_max_age = Duration::from_secs(age.max(1));
-        let max_ms = parse(
-            "AE_MAX_TIMEOUT_MS",
-            c.sandbox.max_timeout.as_millis() as u64,
-        )?;
-        c.sandbox.max_timeout = Duration::from_millis(max_ms);
         c.sandbox.egress = c.sandbox.egress.with_env()?;
         Ok(c)
     }
@@ -453,10 +426,14 @@ mod tests {
 
     #[test]
     fn production_overrides_only_what_it_sets() {
+        // SAFETY: no other test reads or writes these variables.
+        unsafe {
+            env::set_var("AE_PRODUCTION_PIDS_LIMIT", "64");
+            env::set_var("AE_PRODUCTION_WORKSPACE_SIZE", "1g");
+            env::set_var("AE_PRODUCTION_MAX_TIMEOUT_MS", "7200000");
+        }
         let mut c = SandboxConfig::default();
-        c.production.pids_limit = Some(64);
-        c.production.workspace_size = Some("1g".into());
-        c.production.max_timeout = Some(Duration::from_secs(7200));
+        c.production = c.default_profile.production_from_env().unwrap();
         let sandbox = c.profile("sandbox");
         let production = c.profile("production");
         assert_eq!(sandbox.pids_limit, 256);
