@@ -276,24 +276,15 @@ pub async fn reap_once(
             continue;
         };
         let owner = labels.get(LABEL_OWNER).cloned().unwrap_or_default();
-        let expired = labels
-            .get(LABEL_EXPIRES)
-            .and_then(|e| e.parse::<u64>().ok())
-            .is_some_and(|e| e <= now);
         let created_secs_ago = c.created.map(|t| now as i64 - t).unwrap_or(i64::MAX);
-        let reason = if expired {
-            Some("expired")
-        } else if owner == identity {
+        let reason = match standing(conn, &labels, identity, now, created_secs_ago).await {
+            Standing::Expired => Some("expired"),
             // Ours but not running anything: left from a previous life of this identity, or a
             // removal that failed. Young ones may be starting right now.
-            (!running.contains(&id) && (starting_up || created_secs_ago > 60))
-                .then_some("not in use")
-        } else {
-            let mut c = conn.clone();
-            match c.exists::<_, bool>(liveness_key(&owner)).await {
-                Ok(false) if created_secs_ago > 5 => Some("owner is gone"),
-                _ => None,
-            }
+            Standing::Ours => (!running.contains(&id) && (starting_up || created_secs_ago > 60))
+                .then_some("not in use"),
+            Standing::OwnerGone => Some("owner is gone"),
+            Standing::OwnerAlive => None,
         };
         if let Some(reason) = reason {
             tracing::info!(container = %id, owner = %owner, reason, "reaping sandbox");
@@ -328,15 +319,14 @@ async fn reap_networks(
         let (Some(name), Some(labels)) = (net.name, net.labels) else {
             continue;
         };
-        let label_secs = |k: &str| labels.get(k).and_then(|v| v.parse::<u64>().ok());
         let owner = labels.get(LABEL_OWNER).cloned().unwrap_or_default();
-        let age = now.saturating_sub(label_secs(LABEL_CREATED).unwrap_or(0));
-        let reason = if label_secs(LABEL_EXPIRES).is_some_and(|e| e <= now) {
-            Some("expired")
-        } else if owner == identity {
-            if age <= 60 {
-                None
-            } else {
+        let created = labels
+            .get(LABEL_CREATED)
+            .and_then(|v| v.parse::<i64>().ok());
+        let age = now as i64 - created.unwrap_or(0);
+        let reason = match standing(conn, &labels, identity, now, age).await {
+            Standing::Expired => Some("expired"),
+            Standing::Ours if age > 60 => {
                 let inspected = docker.inspect_network(&name, None).await.ok();
                 let in_use = inspected
                     .and_then(|n| n.containers)
@@ -345,17 +335,12 @@ async fn reap_networks(
                     .any(|c| !kept.contains(c));
                 (!in_use).then_some("not in use")
             }
-        } else {
-            let mut c = conn.clone();
-            match c.exists::<_, bool>(liveness_key(&owner)).await {
-                Ok(false) if age > 5 => Some("owner is gone"),
-                _ => None,
-            }
+            Standing::Ours | Standing::OwnerAlive => None,
+            Standing::OwnerGone => Some("owner is gone"),
         };
         if let Some(reason) = reason {
             tracing::info!(network = %name, owner = %owner, reason, "reaping sandbox network");
-            let relays: Vec<String> = kept.iter().cloned().collect();
-            for relay in &relays {
+            for relay in &kept {
                 let _ = docker
                     .disconnect_network(
                         &name,
@@ -372,6 +357,43 @@ async fn reap_networks(
         }
     }
     Ok(removed)
+}
+
+/// Where a managed container or network stands, as the reaper sees it.
+enum Standing {
+    /// Past its expiry label.
+    Expired,
+    /// This worker's own.
+    Ours,
+    /// Another worker's whose liveness key lapsed (and older than a few seconds).
+    OwnerGone,
+    /// Another live worker's, or Redis could not tell: left alone.
+    OwnerAlive,
+}
+
+async fn standing(
+    conn: &ConnectionManager,
+    labels: &HashMap<String, String>,
+    identity: &str,
+    now: u64,
+    age_secs: i64,
+) -> Standing {
+    let owner = labels.get(LABEL_OWNER).map(String::as_str).unwrap_or("");
+    let expired = labels
+        .get(LABEL_EXPIRES)
+        .and_then(|e| e.parse::<u64>().ok())
+        .is_some_and(|e| e <= now);
+    if expired {
+        return Standing::Expired;
+    }
+    if owner == identity {
+        return Standing::Ours;
+    }
+    let mut c = conn.clone();
+    match c.exists::<_, bool>(liveness_key(owner)).await {
+        Ok(false) if age_secs > 5 => Standing::OwnerGone,
+        _ => Standing::OwnerAlive,
+    }
 }
 
 async fn force_remove(docker: &bollard::Docker, id: &str) {
