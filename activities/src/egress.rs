@@ -27,7 +27,7 @@ use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, HostConfigLogConfig,
     Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
 };
-use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::query_parameters::CreateContainerOptionsBuilder;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -204,16 +204,12 @@ impl Proxy {
     }
 }
 
-/// The relay container and the proxy listener it forwards to.
-struct Relay {
-    id: String,
-}
-
 /// Egress for one worker: the proxy, the relay, and a network per sandbox.
 pub struct Egress {
     proxy: Arc<Proxy>,
     owner: String,
-    relay: tokio::sync::Mutex<Option<Relay>>,
+    /// The relay container's id, once started.
+    relay: tokio::sync::Mutex<Option<String>>,
     bound: tokio::sync::OnceCell<SocketAddr>,
     registry: crate::control::Registry,
     max_lifetime: Duration,
@@ -237,11 +233,6 @@ impl Egress {
         }
     }
 
-    /// Requests refused since the worker started.
-    pub fn denied_total(&self) -> u64 {
-        self.proxy.denied_total.load(Ordering::Relaxed)
-    }
-
     /// A private network for one sandbox, with the relay on it and a grant for `rules`.
     pub async fn lease(
         &self,
@@ -249,48 +240,61 @@ impl Egress {
         run_id: &str,
         rules: Vec<DomainRule>,
     ) -> Result<Lease, SandboxError> {
-        let mut relay = self.relay.lock().await;
-        if relay.is_none() {
-            *relay = Some(self.start_relay(docker).await?);
-        }
         let network = self.create_network(docker, run_id).await?;
-        let relay_ip = network.relay_ip;
-        let mut connected = self.connect_relay(docker, relay.as_ref(), &network).await;
-        if connected.is_err() {
-            // The relay may have died or been removed: start a new one and try once more.
-            if let Some(old) = relay.take() {
-                remove_container(docker, &old.id).await;
-                self.registry.unkeep(&old.id);
+        let relay = match self.attach_relay(docker, &network).await {
+            Ok(relay) => relay,
+            Err(e) => {
+                remove_network(docker, &network.name, None).await;
+                return Err(e);
             }
-            match self.start_relay(docker).await {
-                Ok(r) => {
-                    *relay = Some(r);
-                    connected = self.connect_relay(docker, relay.as_ref(), &network).await;
-                }
-                Err(e) => connected = Err(e),
-            }
-        }
-        let relay_id = relay.as_ref().map(|r| r.id.clone());
-        drop(relay);
-        if let Err(e) = connected {
-            remove_network(docker, &network.name, None).await;
-            return Err(e);
-        }
+        };
         let token = uuid::Uuid::new_v4().simple().to_string();
         let grant = self.proxy.grant(&token, run_id, rules);
         Ok(Lease {
-            proxy_url: format!("http://ae:{token}@{relay_ip}:{RELAY_PORT}"),
+            proxy_url: format!("http://ae:{token}@{}:{RELAY_PORT}", network.relay_ip),
             network: network.name,
             token,
             grant,
             proxy: self.proxy.clone(),
             docker: docker.clone(),
-            relay: relay_id,
+            relay,
         })
     }
 
+    /// Connects the relay to `net`, starting it first if there is none, and starting a new one
+    /// once more if connecting fails (it died or was removed). Returns the relay's id.
+    async fn attach_relay(&self, docker: &Docker, net: &Net) -> Result<String, SandboxError> {
+        let relay = self.relay(docker, None).await?;
+        if self.connect_relay(docker, &relay, net).await.is_ok() {
+            return Ok(relay);
+        }
+        let relay = self.relay(docker, Some(&relay)).await?;
+        self.connect_relay(docker, &relay, net).await?;
+        Ok(relay)
+    }
+
+    /// The relay's id; starts one when there is none, or when the current one is `broken`.
+    async fn relay(&self, docker: &Docker, broken: Option<&str>) -> Result<String, SandboxError> {
+        let mut relay = self.relay.lock().await;
+        if let Some(id) = relay.as_deref()
+            && broken == Some(id)
+        {
+            crate::sandbox::remove(docker, id).await;
+            self.registry.unkeep(id);
+            *relay = None;
+        }
+        match relay.as_ref() {
+            Some(id) => Ok(id.clone()),
+            None => {
+                let id = self.start_relay(docker).await?;
+                *relay = Some(id.clone());
+                Ok(id)
+            }
+        }
+    }
+
     /// Binds the proxy (if not yet) and starts the relay container pointing at it.
-    async fn start_relay(&self, docker: &Docker) -> Result<Relay, SandboxError> {
+    async fn start_relay(&self, docker: &Docker) -> Result<String, SandboxError> {
         let upstream = self.ensure_proxy(docker).await?;
         let labels = HashMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
@@ -346,14 +350,14 @@ impl Egress {
             })?;
         self.registry.keep(&created.id);
         if let Err(e) = docker.start_container(&created.id, None).await {
-            remove_container(docker, &created.id).await;
+            crate::sandbox::remove(docker, &created.id).await;
             self.registry.unkeep(&created.id);
             return Err(SandboxError::Unavailable(format!(
                 "cannot start the egress relay: {e}"
             )));
         }
         tracing::info!(relay = &created.id[..12], %upstream, "egress relay started");
-        Ok(Relay { id: created.id })
+        Ok(created.id)
     }
 
     /// The address the relay dials: the proxy's, bound once per worker.
@@ -447,14 +451,11 @@ impl Egress {
     async fn connect_relay(
         &self,
         docker: &Docker,
-        relay: Option<&Relay>,
+        relay: &str,
         net: &Net,
     ) -> Result<(), SandboxError> {
-        let Some(relay) = relay else {
-            return Err(SandboxError::Unavailable("no egress relay".into()));
-        };
         let request = NetworkConnectRequest {
-            container: relay.id.clone(),
+            container: relay.to_string(),
             endpoint_config: Some(EndpointSettings {
                 ipam_config: Some(EndpointIpamConfig {
                     ipv4_address: Some(net.relay_ip.to_string()),
@@ -467,14 +468,6 @@ impl Egress {
             .connect_network(&net.name, request)
             .await
             .map_err(|e| SandboxError::Unavailable(format!("cannot attach the egress relay: {e}")))
-    }
-
-    /// Removes the relay (graceful shutdown).
-    pub async fn shutdown(&self, docker: &Docker) {
-        if let Some(r) = self.relay.lock().await.take() {
-            remove_container(docker, &r.id).await;
-            self.registry.unkeep(&r.id);
-        }
     }
 }
 
@@ -492,7 +485,7 @@ pub struct Lease {
     grant: Arc<Grant>,
     proxy: Arc<Proxy>,
     docker: Docker,
-    relay: Option<String>,
+    relay: String,
 }
 
 impl Lease {
@@ -528,7 +521,7 @@ impl Drop for Lease {
             let docker = self.docker.clone();
             let network = self.network.clone();
             let relay = self.relay.clone();
-            handle.spawn(async move { remove_network(&docker, &network, relay.as_deref()).await });
+            handle.spawn(async move { remove_network(&docker, &network, Some(&relay)).await });
         }
     }
 }
@@ -560,11 +553,6 @@ pub async fn remove_network(docker: &Docker, network: &str, relay: Option<&str>)
             }
         }
     }
-}
-
-async fn remove_container(docker: &Docker, id: &str) {
-    let opts = RemoveContainerOptionsBuilder::default().force(true).build();
-    let _ = docker.remove_container(id, Some(opts)).await;
 }
 
 async fn bridge_gateway(docker: &Docker) -> Result<IpAddr, SandboxError> {
@@ -640,45 +628,22 @@ async fn handle(mut client: TcpStream, proxy: &Proxy) {
         Ok(Some(n)) => n,
         _ => return,
     };
-    let (grant, forward) = match parse(&buf[..head_len], proxy) {
-        Ok(x) => x,
-        Err((grant, r)) => {
+    let Admitted {
+        grant,
+        forward,
+        mut upstream,
+        slot: _slot,
+    } = match admit(&buf[..head_len], proxy).await {
+        Ok(a) => a,
+        Err(Refused { grant, target, r }) => {
             if let Some(g) = &grant {
-                deny(proxy, g, "-", &r);
+                deny(proxy, g, &target, &r);
             }
             let _ = respond(&mut client, &r).await;
             return;
         }
     };
-    let Ok(_slot) = grant.slots.clone().try_acquire_owned() else {
-        let r = refuse(
-            429,
-            format!("more than {MAX_CONNECTIONS_PER_SANDBOX} open connections"),
-        );
-        deny(
-            proxy,
-            &grant,
-            &format!("{}:{}", forward.host, forward.port),
-            &r,
-        );
-        let _ = respond(&mut client, &r).await;
-        return;
-    };
-    let upstream = match connect(proxy, &forward).await {
-        Ok(s) => s,
-        Err(r) => {
-            deny(
-                proxy,
-                &grant,
-                &format!("{}:{}", forward.host, forward.port),
-                &r,
-            );
-            let _ = respond(&mut client, &r).await;
-            return;
-        }
-    };
     tracing::debug!(run_id = %grant.run_id, host = %forward.host, port = forward.port, "egress allowed");
-    let mut upstream = upstream;
     let rest = &buf[head_len..];
     let sent = async {
         match &forward.head {
@@ -697,6 +662,56 @@ async fn handle(mut client: TcpStream, proxy: &Proxy) {
     tokio::select! {
         _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
         _ = grant.closed.cancelled() => {}
+    }
+}
+
+/// A request the proxy let through, with its upstream connection and its connection slot.
+struct Admitted {
+    grant: Arc<Grant>,
+    forward: Forward,
+    upstream: TcpStream,
+    slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// A request the proxy answers itself; `grant` is None when the sandbox is not known.
+struct Refused {
+    grant: Option<Arc<Grant>>,
+    target: String,
+    r: Refusal,
+}
+
+/// Everything between a request head and an open upstream connection: who asks, whether the
+/// allowlist and ports admit it, a free connection slot, and a public (or exempt) address.
+async fn admit(head: &[u8], proxy: &Proxy) -> Result<Admitted, Refused> {
+    let (grant, forward) = parse(head, proxy).map_err(|(grant, r)| Refused {
+        grant,
+        target: "-".into(),
+        r,
+    })?;
+    let target = format!("{}:{}", forward.host, forward.port);
+    let Ok(slot) = grant.slots.clone().try_acquire_owned() else {
+        let r = refuse(
+            429,
+            format!("more than {MAX_CONNECTIONS_PER_SANDBOX} open connections"),
+        );
+        return Err(Refused {
+            grant: Some(grant),
+            target,
+            r,
+        });
+    };
+    match connect(proxy, &forward).await {
+        Ok(upstream) => Ok(Admitted {
+            grant,
+            forward,
+            upstream,
+            slot,
+        }),
+        Err(r) => Err(Refused {
+            grant: Some(grant),
+            target,
+            r,
+        }),
     }
 }
 

@@ -134,11 +134,6 @@ impl SandboxEngine {
         }
     }
 
-    /// The egress proxy and its relay.
-    pub fn egress(&self) -> &crate::egress::Egress {
-        &self.egress
-    }
-
     /// A sandbox for one execution: a healthy pre-started one from the warm pool when there is
     /// one, else a fresh one. Either way it is used once and then destroyed.
     pub async fn take(&self, labels: HashMap<String, String>) -> Result<Sandbox, SandboxError> {
@@ -858,7 +853,8 @@ impl Drop for Sandbox {
     }
 }
 
-async fn remove(docker: &Docker, id: &str) {
+/// Force-removes a container (and its anonymous volumes), retrying briefly; gone is fine.
+pub(crate) async fn remove(docker: &Docker, id: &str) {
     let opts = RemoveContainerOptionsBuilder::default()
         .force(true)
         .v(true)
