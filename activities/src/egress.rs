@@ -24,8 +24,8 @@ use crate::sandbox::{LABEL_CREATED, LABEL_EXPIRES, LABEL_MANAGED, LABEL_OWNER, S
 use base64::Engine as _;
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, HostConfigLogConfig,
-    Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
 };
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 use std::collections::HashMap;
@@ -303,20 +303,11 @@ impl Egress {
         ]);
         let host_config = HostConfig {
             network_mode: Some("bridge".into()),
-            cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges:true".into()]),
-            readonly_rootfs: Some(true),
             // One `nc` per open connection, for every sandbox of this worker.
             memory: Some(256 * 1024 * 1024),
             memory_swap: Some(256 * 1024 * 1024),
             pids_limit: Some(2048),
-            init: Some(true),
-            privileged: Some(false),
-            log_config: Some(HostConfigLogConfig {
-                typ: Some("none".into()),
-                config: None,
-            }),
-            ..Default::default()
+            ..crate::sandbox::hardened()
         };
         // busybox nc: `-ll` keeps listening, `-e` runs a fresh `nc` to the proxy per connection.
         let cmd = [

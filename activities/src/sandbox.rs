@@ -317,26 +317,23 @@ impl SandboxEngine {
         if let Some(l) = &lease {
             env.extend(l.env());
         }
-        let mut security_opt = vec!["no-new-privileges:true".to_string()];
+        let mut base = hardened();
         // Without an explicit profile the engine applies its default one (checked by a test).
         if let Some(profile) = &limits.seccomp_profile {
-            security_opt.push(format!("seccomp={profile}"));
+            base.security_opt
+                .get_or_insert_with(Vec::new)
+                .push(format!("seccomp={profile}"));
         }
         let host_config = HostConfig {
             network_mode: Some(lease.as_ref().map_or("none", |l| l.network()).into()),
             // The embedded DNS of a sandbox network forwards to this, which answers nothing:
             // names are resolved by the proxy, never by the sandbox (no DNS tunnels).
             dns: lease.as_ref().map(|_| vec!["127.0.0.1".to_string()]),
-            cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(security_opt),
-            readonly_rootfs: Some(true),
             tmpfs: Some(tmpfs),
             memory: Some(limits.memory_bytes),
             memory_swap: Some(limits.memory_bytes),
             nano_cpus: Some(limits.nano_cpus),
             pids_limit: Some(limits.pids_limit),
-            init: Some(true),
-            privileged: Some(false),
             ulimits: Some(vec![
                 ulimit("nofile", limits.nofile),
                 ulimit("core", 0),
@@ -345,12 +342,7 @@ impl SandboxEngine {
                 // from forking. The per-container pids cgroup limit bounds processes instead.
                 ulimit("fsize", cfg.max_written_file_bytes),
             ]),
-            // Commands' output is streamed through exec; the main process prints nothing.
-            log_config: Some(HostConfigLogConfig {
-                typ: Some("none".into()),
-                config: None,
-            }),
-            ..Default::default()
+            ..base
         };
         let body = ContainerCreateBody {
             image: Some(image.clone()),
@@ -850,6 +842,25 @@ impl Drop for Sandbox {
                 drop(lease);
             });
         }
+    }
+}
+
+/// The hardening every container this project starts gets (sandboxes and the egress relay): no
+/// capabilities, no-new-privileges, read-only root, an init, never privileged, no log driver
+/// (commands' output is streamed through exec; main processes print nothing). Callers add
+/// network, limits and mounts.
+pub(crate) fn hardened() -> HostConfig {
+    HostConfig {
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges:true".into()]),
+        readonly_rootfs: Some(true),
+        init: Some(true),
+        privileged: Some(false),
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("none".into()),
+            config: None,
+        }),
+        ..Default::default()
     }
 }
 
