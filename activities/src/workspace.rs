@@ -7,10 +7,20 @@
 
 use crate::error::Failure;
 use ae_workflows_spec::WorkspaceFile;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 /// The sandbox directory every file lands under.
 pub const WORKSPACE: &str = "/workspace";
+
+/// At most this many workspace files per request.
+pub const MAX_FILES: usize = 1000;
+/// At most this many components (`a/b/c` has 3) in one path.
+pub const MAX_PATH_COMPONENTS: usize = 64;
+/// At most this many bytes in one path, as the caller wrote it.
+pub const MAX_PATH_BYTES: usize = 1024;
+/// At most this many distinct directories across all files. Each becomes a tar entry, so the
+/// cap bounds the upload's size and the worker's memory whatever the paths look like.
+pub const MAX_DIRECTORIES: usize = 4096;
 
 /// A file whose path has been checked: `rel` is relative to `/workspace`, normalised, non-empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,17 +33,30 @@ pub struct CheckedFile {
 
 /// Validates every path and the size caps, in input order. The first problem is an
 /// InvalidInput naming the file's index and what is wrong.
+///
+/// Every limit is checked here, before anything is charged or packed, and the check itself
+/// allocates no more than the normalised paths: a hostile list (thousands of files, paths
+/// thousands of directories deep) is refused in time and memory linear in the input.
 pub fn check_files(
     files: &[WorkspaceFile],
     max_file_bytes: usize,
     max_total_bytes: usize,
 ) -> Result<Vec<CheckedFile>, Failure> {
+    if files.len() > MAX_FILES {
+        return Err(Failure::invalid_input(format!(
+            "workspaceFiles has {} files, over the limit of {MAX_FILES}",
+            files.len()
+        )));
+    }
     let mut total = 0usize;
     let mut seen = BTreeSet::new();
     let mut out = Vec::with_capacity(files.len());
     for (i, f) in files.iter().enumerate() {
         let rel = normalise(&f.path).map_err(|why| {
-            Failure::invalid_input(format!("workspaceFiles[{i}].path {:?}: {why}", f.path))
+            Failure::invalid_input(format!(
+                "workspaceFiles[{i}].path {:?}: {why}",
+                shorten(&f.path)
+            ))
         })?;
         let size = f.content.len();
         if size > max_file_bytes {
@@ -57,6 +80,12 @@ pub fn check_files(
             content: f.content.as_bytes().to_vec(),
         });
     }
+    let dirs = directories(&out).count();
+    if dirs > MAX_DIRECTORIES {
+        return Err(Failure::invalid_input(format!(
+            "workspaceFiles create {dirs} directories, over the limit of {MAX_DIRECTORIES}"
+        )));
+    }
     // A file may not also be a directory of another file (`a` and `a/b`).
     for f in &out {
         let prefix = format!("{}/", f.rel);
@@ -72,6 +101,14 @@ pub fn check_files(
     Ok(out)
 }
 
+/// At most the first 96 characters of a caller's path, for error messages.
+fn shorten(path: &str) -> String {
+    match path.char_indices().nth(96) {
+        Some((i, _)) => format!("{}…", &path[..i]),
+        None => path.to_string(),
+    }
+}
+
 /// Maps a caller's path to a path relative to `/workspace`, or says why it cannot be one.
 pub fn normalise(path: &str) -> Result<String, &'static str> {
     if path.is_empty() {
@@ -80,8 +117,8 @@ pub fn normalise(path: &str) -> Result<String, &'static str> {
     if path.contains('\0') {
         return Err("contains a NUL byte");
     }
-    if path.len() > 4096 {
-        return Err("is longer than 4096 bytes");
+    if path.len() > MAX_PATH_BYTES {
+        return Err("is longer than 1024 bytes");
     }
     let rel = if let Some(abs) = path.strip_prefix('/') {
         match abs.strip_prefix("workspace") {
@@ -99,6 +136,9 @@ pub fn normalise(path: &str) -> Result<String, &'static str> {
             p if p.len() > 255 => return Err("has a component longer than 255 bytes"),
             p => parts.push(p),
         }
+        if parts.len() > MAX_PATH_COMPONENTS {
+            return Err("has more than 64 components");
+        }
     }
     if parts.is_empty() {
         return Err("names /workspace itself, not a file in it");
@@ -106,26 +146,36 @@ pub fn normalise(path: &str) -> Result<String, &'static str> {
     Ok(parts.join("/"))
 }
 
+/// The distinct parent directories of `files` (`a`, `a/b` for `a/b/c`), each once, parents
+/// first, as slices of the files' own paths (nothing is copied).
+fn directories(files: &[CheckedFile]) -> impl Iterator<Item = &str> {
+    let mut seen = HashSet::new();
+    files.iter().flat_map(move |f| {
+        let dirs: Vec<&str> = f
+            .rel
+            .match_indices('/')
+            .map(|(i, _)| &f.rel[..i])
+            .filter(|d| seen.insert(*d))
+            .collect();
+        dirs
+    })
+}
+
 /// An uncompressed tar of the files and their parent directories, owned by `uid:gid`.
 pub fn pack(files: &[CheckedFile], uid: u64, gid: u64) -> std::io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
-    let mut dirs = BTreeSet::new();
+    let mut emitted = HashSet::new();
     for f in files {
-        let mut acc = String::new();
-        let comps: Vec<&str> = f.rel.split('/').collect();
-        for dir in &comps[..comps.len() - 1] {
-            if !acc.is_empty() {
-                acc.push('/');
-            }
-            acc.push_str(dir);
-            if dirs.insert(acc.clone()) {
+        for (i, _) in f.rel.match_indices('/') {
+            let dir = &f.rel[..i];
+            if emitted.insert(dir) {
                 let mut h = tar::Header::new_gnu();
                 h.set_entry_type(tar::EntryType::Directory);
                 h.set_mode(0o755);
                 h.set_uid(uid);
                 h.set_gid(gid);
                 h.set_size(0);
-                builder.append_data(&mut h, format!("{acc}/"), std::io::empty())?;
+                builder.append_data(&mut h, format!("{dir}/"), std::io::empty())?;
             }
         }
         let mut h = tar::Header::new_gnu();
@@ -208,6 +258,46 @@ mod tests {
         assert!(check_files(&[file("a"), file("a/b")], 10, 100).is_err());
         assert!(check_files(&[file("a/b"), file("a")], 10, 100).is_err());
         assert!(check_files(&[file("a"), file("a.b")], 10, 100).is_ok());
+    }
+
+    #[test]
+    fn check_files_refuses_path_bombs_quickly() {
+        // 400 files 1,000 directories deep: refused by the component limit before any
+        // directory is counted or packed.
+        let deep: Vec<_> = (0..400)
+            .map(|i| WorkspaceFile {
+                path: format!("{}f{i}", "d/".repeat(1000)),
+                content: String::new(),
+            })
+            .collect();
+        let err = check_files(&deep, 10, 100).unwrap_err();
+        assert!(
+            err.message.contains("longer than 1024 bytes"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.len() < 200, "the message quotes the whole path");
+        let deep = file(&"d/".repeat(65));
+        let err = check_files(&[deep], 10, 100).unwrap_err();
+        assert!(
+            err.message.contains("more than 64 components"),
+            "{}",
+            err.message
+        );
+        let long = WorkspaceFile {
+            path: "a".repeat(200) + "/" + &"b".repeat(200) + "/" + &"c".repeat(700),
+            content: String::new(),
+        };
+        assert!(check_files(&[long], 10, 100).is_err());
+        let many: Vec<_> = (0..=MAX_FILES).map(|i| file(&format!("f{i}"))).collect();
+        let err = check_files(&many, 10, 1 << 20).unwrap_err();
+        assert!(err.message.contains("1001 files"), "{}", err.message);
+        // Within every per-path limit, but too many distinct directories overall.
+        let wide: Vec<_> = (0..200)
+            .map(|i| file(&format!("{}f", format!("d{i}/").repeat(30))))
+            .collect();
+        let err = check_files(&wide, 10, 1 << 20).unwrap_err();
+        assert!(err.message.contains("directories"), "{}", err.message);
     }
 
     #[test]
