@@ -2,7 +2,9 @@
 //!
 //! Every formatted log line passes through the standard redactor before it is written, as a last
 //! line of defence behind the redaction the activities already do. `AE_LOG_FORMAT=json` switches
-//! to JSON lines; `RUST_LOG` filters as usual (default `info`).
+//! to JSON lines; `RUST_LOG` filters as usual (default `info`). In the text format, control
+//! characters inside an event (a command's newlines, terminal escapes) are escaped, so text a
+//! caller chose can never start a line of its own and pass for a log or audit record.
 
 use ae_activities::redact::Redactor;
 use std::io::{self, Write};
@@ -58,6 +60,44 @@ impl Drop for LineRedactor {
             return;
         }
         let text = String::from_utf8_lossy(&self.buf);
-        let _ = io::stderr().write_all(redact(&text).as_bytes());
+        let _ = io::stderr().write_all(escape_controls(&redact(&text)).as_bytes());
+    }
+}
+
+/// One event's text with every control character but its final newline (and tabs) escaped.
+/// JSON output has none left to escape, so this changes nothing there.
+fn escape_controls(event: &str) -> String {
+    let (body, end) = match event.strip_suffix('\n') {
+        Some(body) => (body, "\n"),
+        None => (event, ""),
+    };
+    let mut out = String::with_capacity(event.len());
+    for c in body.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push('\t'),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out.push_str(end);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn an_event_stays_on_one_line() {
+        let forged =
+            "INFO run: command=\"echo hi\n2026-01-01T00:00:00Z INFO ae_audit: forged\r\x1b[2K\"\n";
+        let out = escape_controls(forged);
+        assert_eq!(out.matches('\n').count(), 1, "{out}");
+        assert!(out.ends_with('\n'));
+        assert!(out.contains("echo hi\\n2026"), "{out}");
+        assert!(!out.contains('\x1b') && !out.contains('\r'), "{out}");
+        assert_eq!(escape_controls("plain\tline\n"), "plain\tline\n");
     }
 }
