@@ -18,6 +18,7 @@ pub mod deploy;
 pub mod egress;
 pub mod error;
 pub mod execute;
+pub mod guard;
 pub mod policy;
 pub mod redact;
 pub mod sandbox;
