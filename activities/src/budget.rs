@@ -171,6 +171,11 @@ impl BudgetStore {
         })
     }
 
+    /// How long budget keys live after their last write.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     /// The shared Redis connection (reconnecting), for the other Redis-backed controls.
     pub fn connection(&self) -> ConnectionManager {
         self.conn.clone()

@@ -12,6 +12,7 @@ pub mod approval;
 pub mod audit;
 pub mod batch;
 pub mod budget;
+pub mod budget_ops;
 pub mod config;
 pub mod control;
 pub mod deploy;

@@ -8,6 +8,7 @@ mod approve;
 mod image;
 mod killswitch;
 mod logging;
+mod ops;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,10 @@ enum Command {
     Keygen(approve::KeygenArgs),
     /// Stop executions: new ones fail with KillSwitchEngaged, running sandboxes are killed.
     KillSwitch(killswitch::KillSwitchArgs),
+    /// Read and change per-run budgets (the keys the seed's control plane used).
+    Budget(ops::BudgetArgs),
+    /// Show or reset a run's circuit breaker.
+    Circuit(ops::CircuitArgs),
     /// Manage the sandbox image.
     Image {
         #[command(subcommand)]
@@ -55,6 +60,8 @@ async fn main() -> std::process::ExitCode {
         Command::Approve(args) => approve::approve(args).await,
         Command::Keygen(args) => approve::keygen(args),
         Command::KillSwitch(args) => killswitch::run(args).await,
+        Command::Budget(args) => ops::budget(args).await,
+        Command::Circuit(args) => ops::circuit(args).await,
         Command::Image {
             command: ImageCommand::Build(args),
         } => image::build(args).await,
