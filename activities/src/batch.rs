@@ -156,7 +156,15 @@ impl Engine {
         let ran = outcomes.len();
         let results: Vec<_> = outcomes
             .into_iter()
-            .map(|o| self.result("sandbox", o, cost, remaining, redactor))
+            .map(|o| {
+                self.result(
+                    crate::config::Profile::Sandbox,
+                    o,
+                    cost,
+                    remaining,
+                    redactor,
+                )
+            })
             .collect();
         let _ = ctx
             .record_heartbeat(BatchHeartbeat {
@@ -196,7 +204,7 @@ impl Engine {
             )));
         }
         let default = input.timeout.unwrap_or(DEFAULT_TIMEOUT_MS);
-        self.check_timeout("sandbox", "timeout", default)?;
+        self.check_timeout(crate::config::Profile::Sandbox, "timeout", default)?;
         input
             .commands
             .iter()
@@ -204,7 +212,7 @@ impl Engine {
             .map(|(i, c)| {
                 check_command(&format!("commands[{i}]"), c.command())?;
                 self.check_timeout(
-                    "sandbox",
+                    crate::config::Profile::Sandbox,
                     &format!("commands[{i}].timeout"),
                     c.timeout().unwrap_or(default),
                 )

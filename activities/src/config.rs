@@ -40,10 +40,10 @@ pub struct SandboxConfig {
     /// Largest output file returned, bytes.
     pub max_output_file_bytes: usize,
     /// The `sandbox` profile: every execution but deploys.
-    pub default_profile: Profile,
+    pub default_profile: Limits,
     /// The `production` profile (deploys): each setting is the `sandbox` profile's unless
     /// `AE_PRODUCTION_*` says otherwise.
-    pub production: Profile,
+    pub production: Limits,
     /// Largest serialised result; keeps both streams together under Temporal's payload limit.
     pub max_result_bytes: usize,
     /// Largest file a command may write (RLIMIT_FSIZE).
@@ -145,9 +145,28 @@ impl EgressConfig {
     }
 }
 
+/// Which limits a sandbox gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Every execution but deploys.
+    Sandbox,
+    /// Deploys (`deployWithApproval`).
+    Production,
+}
+
+impl Profile {
+    /// The name on labels and in audit records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Sandbox => "sandbox",
+            Profile::Production => "production",
+        }
+    }
+}
+
 /// Everything that may differ between the `sandbox` and `production` profiles.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Profile {
+pub struct Limits {
     /// Memory limit in bytes; swap is set equal so nothing swaps.
     pub memory_bytes: i64,
     /// CPU quota in billionths of a CPU.
@@ -169,7 +188,7 @@ pub struct Profile {
     pub seccomp_profile: Option<String>,
 }
 
-impl Default for Profile {
+impl Default for Limits {
     fn default() -> Self {
         Self {
             memory_bytes: 512 * 1024 * 1024,
@@ -185,11 +204,11 @@ impl Default for Profile {
     }
 }
 
-impl Profile {
+impl Limits {
     /// The `sandbox` profile from `AE_SANDBOX_*` (and the older unprefixed names).
     fn sandbox_from_env() -> Result<Self, ConfigError> {
-        let d = Profile::default();
-        Ok(Profile {
+        let d = Limits::default();
+        Ok(Limits {
             memory_bytes: parse("AE_SANDBOX_MEMORY_BYTES", d.memory_bytes)?,
             nano_cpus: parse("AE_SANDBOX_NANO_CPUS", d.nano_cpus)?,
             pids_limit: parse("AE_SANDBOX_PIDS_LIMIT", d.pids_limit)?,
@@ -207,7 +226,7 @@ impl Profile {
 
     /// The `production` profile: this one, overridden by whatever `AE_PRODUCTION_*` sets.
     fn production_from_env(&self) -> Result<Self, ConfigError> {
-        Ok(Profile {
+        Ok(Limits {
             memory_bytes: parse("AE_PRODUCTION_MEMORY_BYTES", self.memory_bytes)?,
             nano_cpus: parse("AE_PRODUCTION_NANO_CPUS", self.nano_cpus)?,
             pids_limit: parse("AE_PRODUCTION_PIDS_LIMIT", self.pids_limit)?,
@@ -228,11 +247,11 @@ impl Profile {
 }
 
 impl SandboxConfig {
-    /// The settings of a profile: `production` (deploys) or anything else (`sandbox`).
-    pub fn profile(&self, name: &str) -> &Profile {
-        match name {
-            "production" => &self.production,
-            _ => &self.default_profile,
+    /// The limits of a profile, resolved once at start-up.
+    pub fn limits(&self, profile: Profile) -> &Limits {
+        match profile {
+            Profile::Production => &self.production,
+            Profile::Sandbox => &self.default_profile,
         }
     }
 }
@@ -243,8 +262,8 @@ impl Default for SandboxConfig {
             image: "ae-sandbox:latest".into(),
             allowed_images: Vec::new(),
             max_output_file_bytes: 256 * 1024,
-            default_profile: Profile::default(),
-            production: Profile::default(),
+            default_profile: Limits::default(),
+            production: Limits::default(),
             max_result_bytes: 1536 * 1024,
             max_written_file_bytes: 1024 * 1024 * 1024,
             max_file_bytes: 5 * 1024 * 1024,
@@ -313,7 +332,7 @@ impl Config {
         c.cost_per_execution = parse_usd("AE_COST_PER_EXECUTION", c.cost_per_execution)?;
         c.default_budget = parse_usd("AE_DEFAULT_BUDGET", c.default_budget)?;
         c.sandbox.max_result_bytes = parse("AE_MAX_RESULT_BYTES", c.sandbox.max_result_bytes)?;
-        c.sandbox.default_profile = Profile::sandbox_from_env()?;
+        c.sandbox.default_profile = Limits::sandbox_from_env()?;
         c.sandbox.production = c.sandbox.default_profile.production_from_env()?;
         c.sandbox.pool_size = parse("AE_POOL_SIZE", c.sandbox.pool_size)?;
         let age = parse("AE_POOL_MAX_AGE_SECS", c.sandbox.pool_max_age.as_secs())?;
@@ -434,8 +453,8 @@ mod tests {
         }
         let mut c = SandboxConfig::default();
         c.production = c.default_profile.production_from_env().unwrap();
-        let sandbox = c.profile("sandbox");
-        let production = c.profile("production");
+        let sandbox = c.limits(Profile::Sandbox);
+        let production = c.limits(Profile::Production);
         assert_eq!(sandbox.pids_limit, 256);
         assert_eq!(production.pids_limit, 64);
         assert_eq!(sandbox.workspace_size, "256m");

@@ -80,7 +80,7 @@ impl Engine {
             .into());
         }
         let timeout = self.check_timeout(
-            "production",
+            crate::config::Profile::Production,
             "timeout",
             input.timeout.unwrap_or(DEFAULT_DEPLOY_TIMEOUT_MS),
         )?;
@@ -214,7 +214,7 @@ impl Engine {
                 &charge_id,
                 &files,
                 SandboxSpec {
-                    profile: "production",
+                    profile: crate::config::Profile::Production,
                     image: self.config.sandbox.image.clone(),
                     // The approved plan names the hosts; the approval covers exactly those.
                     domains,
@@ -275,7 +275,13 @@ impl Engine {
                 return Err(Stop::Cancelled);
             }
         };
-        let r = self.result("production", outcome, cost, status.remaining, redactor);
+        let r = self.result(
+            crate::config::Profile::Production,
+            outcome,
+            cost,
+            status.remaining,
+            redactor,
+        );
         let url = first_https_url(&r.stdout).or_else(|| first_https_url(&r.stderr));
         let success = r.exit_code == 0 && !r.timed_out;
         audit(

@@ -11,18 +11,19 @@
 
 use crate::budget::{BudgetError, BudgetStore, round_usd};
 use crate::config::Config;
+use crate::config::Profile;
+use crate::docker::Origin;
 use crate::egress::DomainRule;
 use crate::error::Failure;
 use crate::policy::Policy;
 use crate::redact::Redactor;
-use crate::sandbox::{ExecOutcome, Progress, SandboxEngine, SandboxError};
+use crate::sandbox::{ExecOutcome, Progress, SandboxEngine, SandboxError, SandboxRequest};
 use crate::workspace;
 use ae_workflows_spec::{
     ExecutionHeartbeat, ExecutionResult, FailureType, SafeExecuteCodeInput,
     execute::DEFAULT_TIMEOUT_MS,
 };
 use serde::de::DeserializeOwned;
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 use temporalio_common::data_converters::RawValue;
@@ -74,9 +75,12 @@ impl Stop {
 
 impl Engine {
     /// Builds the engine from configuration. Connections to Redis and Docker are made lazily.
-    pub fn new(config: Config) -> anyhow::Result<Engine> {
+    pub fn new(
+        config: Config,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<Engine> {
         let budget = BudgetStore::new(&config.redis_url, config.default_budget, config.budget_ttl)?;
-        let sandbox = SandboxEngine::new(config.sandbox.clone(), config.worker_id.clone());
+        let sandbox = SandboxEngine::new(config.sandbox.clone(), config.worker_id.clone(), stop);
         let keys = match &config.approver_keys_file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
@@ -216,7 +220,7 @@ impl Engine {
                 return Err(Stop::Cancelled);
             }
         };
-        let mut result = self.result("sandbox", outcome, cost, status.remaining, redactor);
+        let mut result = self.result(Profile::Sandbox, outcome, cost, status.remaining, redactor);
         result.sandbox_id = Some(sandbox_id);
         result.output_files = output_files;
         fit_payload(&mut result, self.config.sandbox.max_result_bytes);
@@ -241,18 +245,13 @@ impl Engine {
         files: &[workspace::CheckedFile],
         spec: SandboxSpec,
     ) -> Result<crate::sandbox::Sandbox, Stop> {
-        let mut labels = labels(ctx, run_id);
-        labels.insert("ae.profile".into(), spec.profile.into());
-        labels.insert(crate::sandbox::LABEL_IMAGE.into(), spec.image);
-        // Only the default profile without network is pooled; production deploys and sandboxes
-        // with egress always get a fresh sandbox.
-        let sandbox = if !spec.domains.is_empty() {
-            self.sandbox.start_networked(labels, spec.domains).await
-        } else if spec.profile == "sandbox" {
-            self.sandbox.take(labels).await
-        } else {
-            self.sandbox.start(labels).await
+        let request = SandboxRequest {
+            origin: Some(origin(ctx, run_id)),
+            profile: spec.profile,
+            image: spec.image,
+            domains: spec.domains,
         };
+        let sandbox = self.sandbox.take(&request).await;
         let sandbox = match sandbox {
             Ok(s) => s,
             Err(e) => return Err(self.refund_and_fail(run_id, charge_id, e).await),
@@ -277,7 +276,7 @@ impl Engine {
         check_command("command", &input.command)?;
         check_env(&input.env)?;
         self.check_timeout(
-            "sandbox",
+            Profile::Sandbox,
             "timeout",
             input.timeout.unwrap_or(DEFAULT_TIMEOUT_MS),
         )
@@ -286,11 +285,11 @@ impl Engine {
     /// A timeout between 1 ms and the configured maximum.
     pub fn check_timeout(
         &self,
-        profile: &str,
+        profile: Profile,
         field: &str,
         timeout: u64,
     ) -> Result<Duration, Failure> {
-        let max = self.config.sandbox.profile(profile).max_timeout.as_millis() as u64;
+        let max = self.config.sandbox.limits(profile).max_timeout.as_millis() as u64;
         if timeout == 0 || timeout > max {
             return Err(Failure::invalid_input(format!(
                 "{field} must be between 1 and {max} milliseconds, got {timeout}"
@@ -414,13 +413,13 @@ impl Engine {
     /// Redacts and caps the outputs into the contract's result.
     pub fn result(
         &self,
-        profile: &str,
+        profile: Profile,
         o: ExecOutcome,
         cost: f64,
         remaining: f64,
         redactor: &Redactor,
     ) -> ExecutionResult {
-        let cap = self.config.sandbox.profile(profile).output_cap_bytes;
+        let cap = self.config.sandbox.limits(profile).output_cap_bytes;
         let (stdout, out_cut, n_out) = finish_stream(&o.stdout, o.stdout_bytes, cap, redactor);
         let (stderr, err_cut, n_err) = finish_stream(&o.stderr, o.stderr_bytes, cap, redactor);
         let mut result = ExecutionResult {
@@ -570,19 +569,16 @@ pub fn charge_id(ctx: &ActivityContext) -> String {
     )
 }
 
-/// Labels naming the workflow and activity a sandbox serves.
-pub fn labels(ctx: &ActivityContext, run_id: &str) -> HashMap<String, String> {
+/// The workflow and activity a sandbox serves.
+pub fn origin(ctx: &ActivityContext, run_id: &str) -> Origin {
     let info = ctx.info();
-    HashMap::from([
-        ("ae.run-id".into(), run_id.into()),
-        (
-            "ae.workflow-id".into(),
-            info.workflow_id.clone().unwrap_or_default(),
-        ),
-        ("ae.activity-id".into(), info.activity_id.clone()),
-        ("ae.activity-type".into(), info.activity_type.clone()),
-        ("ae.attempt".into(), info.attempt.to_string()),
-    ])
+    Origin {
+        run_id: run_id.into(),
+        workflow_id: info.workflow_id.clone().unwrap_or_default(),
+        activity_id: info.activity_id.clone(),
+        activity_type: info.activity_type.clone(),
+        attempt: info.attempt,
+    }
 }
 
 /// The contract's failure for a budget problem.
@@ -634,7 +630,7 @@ pub fn decode_input<T: DeserializeOwned>(raw: &RawValue) -> Result<T, Failure> {
 /// What kind of sandbox an execution gets.
 pub struct SandboxSpec {
     /// `sandbox` or `production`: selects the profile's limits.
-    pub profile: &'static str,
+    pub profile: Profile,
     /// The image, already checked against the allowlist.
     pub image: String,
     /// Hosts it may reach through the egress proxy; empty means no network at all.
@@ -645,7 +641,7 @@ impl SandboxSpec {
     /// The default profile.
     pub fn sandbox(image: String, domains: Vec<DomainRule>) -> Self {
         Self {
-            profile: "sandbox",
+            profile: Profile::Sandbox,
             image,
             domains,
         }
@@ -739,6 +735,7 @@ pub fn check_env(env: &std::collections::BTreeMap<String, String>) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
     use temporalio_common::protos::temporal::api::common::v1::Payload;
 
     fn json_payload(v: &str) -> RawValue {

@@ -15,12 +15,14 @@ pub mod budget;
 pub mod config;
 pub mod control;
 pub mod deploy;
+pub mod docker;
 pub mod egress;
 pub mod error;
 pub mod execute;
 pub mod policy;
 pub mod redact;
 pub mod sandbox;
+pub mod shutdown;
 pub mod workspace;
 
 use ae_workflows_spec::{BatchResult, DeploymentResult, ExecutionResult};
