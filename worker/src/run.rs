@@ -91,7 +91,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let pool_engine = engine.clone();
     let pool_stop = background.token();
     background.spawn("warm pool", async move {
-        pool_engine.sandbox.run_pool(pool_stop).await
+        pool_engine.sandbox().run_pool(pool_stop).await
     });
     let shutdown = worker.shutdown_handle();
     tokio::spawn(async move {
@@ -110,7 +110,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // In-flight activities are done: stop the pool, the control loop and the egress proxy, and
     // wait for them, so nothing is created after the cleanup below.
     background.stop(Duration::from_secs(10)).await;
-    match engine.sandbox.remove_own().await {
+    match engine.sandbox().remove_own().await {
         Ok(n) if n > 0 => tracing::info!(removed = n, "removed leftover sandboxes"),
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "could not check for leftover sandboxes"),
@@ -128,7 +128,7 @@ async fn control_loop(
     stop: shutdown::CancellationToken,
 ) {
     let docker = loop {
-        match engine.sandbox.docker().await {
+        match engine.sandbox().docker().await {
             Ok(d) => break d.clone(),
             Err(e) => {
                 tracing::warn!(error = %e, "control loop waiting for Docker");
@@ -140,9 +140,9 @@ async fn control_loop(
         }
     };
     control::run_background(
-        engine.budget.connection(),
+        engine.budget().connection(),
         docker,
-        engine.sandbox.registry().clone(),
+        engine.sandbox().registry().clone(),
         identity,
         timings,
         stop,
