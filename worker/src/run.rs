@@ -5,9 +5,10 @@
 //! reaches an activity only through a heartbeat response, so the throttle bounds how fast a
 //! cancelled sandbox dies) and graceful shutdown (every sandbox this worker created is removed).
 
+use ae_activities::config::Settings;
 use ae_activities::control::{self, ControlTimings};
 use ae_activities::shutdown::{self, Shutdown};
-use ae_activities::{Config, Engine, SafeActivities};
+use ae_activities::{Engine, SafeActivities};
 use ae_workflows_spec::workflow::BuildAndDeployWorkflow;
 use anyhow::Context;
 use std::{str::FromStr, sync::Arc, time::Duration};
@@ -42,6 +43,9 @@ pub struct RunArgs {
     /// Seconds a worker counts as alive after its last liveness refresh.
     #[arg(long, env = "AE_WORKER_TTL_SECS", default_value_t = 20)]
     pub worker_ttl_secs: u64,
+    /// Everything the activities read: budgets, sandbox profiles, egress, approvals.
+    #[command(flatten)]
+    pub settings: Settings,
 }
 
 impl RunArgs {
@@ -59,7 +63,7 @@ impl RunArgs {
 /// Runs the worker until SIGINT/SIGTERM, then removes this worker's sandboxes.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let identity = args.identity.clone().unwrap_or_else(default_identity);
-    let mut config = Config::from_env()?;
+    let mut config = args.settings.clone().resolve();
     config.worker_id = identity.clone();
     let background = Shutdown::new();
     let engine = Arc::new(Engine::new(config, background.token())?);
