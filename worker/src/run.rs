@@ -3,7 +3,10 @@
 //! Owns the worker's identity (set explicitly: the SDK's default is empty, and operators need to
 //! tell workers apart when several poll the same queue), the heartbeat throttle (cancellation
 //! reaches an activity only through a heartbeat response, so the throttle bounds how fast a
-//! cancelled sandbox dies) and graceful shutdown (every sandbox this worker created is removed).
+//! cancelled sandbox dies) and the shutdown order: on SIGTERM/SIGINT stop polling and let
+//! in-flight activities finish (10 s grace), then stop every background task (warm pool, control
+//! loop, egress proxy; see `ae_activities::shutdown`) and wait for them, then remove every
+//! sandbox and network this worker created, so nothing is refilled after the cleanup.
 
 use ae_activities::config::Settings;
 use ae_activities::control::{self, ControlTimings};
