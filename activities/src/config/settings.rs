@@ -76,7 +76,7 @@ pub struct Settings {
     pub sandbox_nofile: i64,
     /// `sandbox` profile: path of a seccomp profile (JSON) replacing the engine's default;
     /// `unconfined` is refused.
-    #[arg(long, env = "AE_SANDBOX_SECCOMP_PROFILE", value_parser = seccomp)]
+    #[arg(long, env = "AE_SANDBOX_SECCOMP_PROFILE", value_parser = sandbox_seccomp)]
     pub sandbox_seccomp_profile: Option<String>,
 
     /// `production` profile (deploys): memory, bytes [default: the `sandbox` profile's].
@@ -104,7 +104,7 @@ pub struct Settings {
     #[arg(long, env = "AE_PRODUCTION_NOFILE", value_parser = trimmed::<i64>)]
     pub production_nofile: Option<i64>,
     /// `production` profile: seccomp profile path [default: the `sandbox` profile's].
-    #[arg(long, env = "AE_PRODUCTION_SECCOMP_PROFILE", value_parser = seccomp)]
+    #[arg(long, env = "AE_PRODUCTION_SECCOMP_PROFILE", value_parser = production_seccomp)]
     pub production_seccomp_profile: Option<String>,
 
     /// Where the egress proxy listens [default: Docker's bridge gateway, --egress-proxy-port].
@@ -231,6 +231,16 @@ fn size(v: &str) -> Result<String, String> {
     } else {
         Err("expected a size such as 256m or 1g".into())
     }
+}
+
+/// [`seccomp`], naming the variable (operators set these through the environment).
+fn sandbox_seccomp(path: &str) -> Result<String, String> {
+    seccomp(path).map_err(|e| format!("AE_SANDBOX_SECCOMP_PROFILE: {e}"))
+}
+
+/// [`seccomp`], naming the variable.
+fn production_seccomp(path: &str) -> Result<String, String> {
+    seccomp(path).map_err(|e| format!("AE_PRODUCTION_SECCOMP_PROFILE: {e}"))
 }
 
 /// Reads a seccomp profile file: must be a JSON object; `unconfined` is refused.
