@@ -32,7 +32,14 @@ async fn main() {
         .unwrap()
         .port();
     let mut redis = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server (scripts/install-deps.sh installs it)");
@@ -56,7 +63,10 @@ async fn main() {
     let mut charge_only = Vec::with_capacity(ROUNDS);
     for i in 0..ROUNDS {
         let t = Instant::now();
-        store.charge("bench-a", &format!("c{i}"), 0.01).await.unwrap();
+        store
+            .charge("bench-a", &format!("c{i}"), 0.01)
+            .await
+            .unwrap();
         charge_only.push(t.elapsed());
     }
 
@@ -64,7 +74,11 @@ async fn main() {
     let mut guards_only = Vec::with_capacity(ROUNDS);
     for i in 0..ROUNDS {
         let t = Instant::now();
-        guards.admit_rate("sandbox", "bench-b").await.unwrap().unwrap();
+        guards
+            .admit_rate("sandbox", "bench-b")
+            .await
+            .unwrap()
+            .unwrap();
         let lease = guards.try_acquire_slot("bench-b").await.unwrap().unwrap();
         let admission = guards
             .admit_circuit("bench-b", Duration::from_secs(60))
@@ -72,7 +86,10 @@ async fn main() {
             .unwrap();
         let before_charge = t.elapsed();
         let c = Instant::now();
-        store.charge("bench-b", &format!("c{i}"), 0.01).await.unwrap();
+        store
+            .charge("bench-b", &format!("c{i}"), 0.01)
+            .await
+            .unwrap();
         let charge = c.elapsed();
         let r = Instant::now();
         let trial = match &admission {
@@ -93,7 +110,10 @@ async fn main() {
     println!("| path | p50 | p99 |");
     println!("| --- | --- | --- |");
     row("budget charge alone", &mut charge_only);
-    row("guardrail scripts (rate, slot, circuit admit + record)", &mut guards_only);
+    row(
+        "guardrail scripts (rate, slot, circuit admit + record)",
+        &mut guards_only,
+    );
     row("whole admission (guardrails + charge)", &mut guarded);
     let _ = redis.kill();
     let _ = redis.wait();

@@ -1,28 +1,44 @@
 //! The worker's activities and the parts they are made of.
 //!
-//! Each module owns one concept: [`policy`] (which commands may run), [`approval`] (verifying
-//! deployment approvals), [`audit`] (the record of approvals and deploys), [`control`] (kill
-//! switch, worker liveness, orphan reaper), [`budget`] (per-run spend in Redis), [`sandbox`]
-//! (Docker containers), [`egress`] (the allowlisting proxy and sandbox networks), [`redact`] (secrets out of every string that leaves), [`workspace`]
-//! (caller files into the sandbox), [`error`] (typed failures); [`execute`], [`batch`] and
-//! [`deploy`] run those parts in order for each activity. [`SafeActivities`] is what a
-//! Temporal worker registers.
+//! Map of the modules, from the activities down (an arrow is "uses"; there are no cycles):
+//!
+//! ```text
+//! SafeActivities ─► activity/{execute, batch, deploy (+ approve)}
+//!                      │ each one screen: its steps, in order
+//!                      ▼
+//!                   pipeline/{validate ─► admit ─► reserve ─► run ─► finish}  + Engine
+//!                      │
+//!   ┌──────────┬───────┼────────┬──────────┬──────────┬───────────┬──────────┐
+//!   ▼          ▼       ▼        ▼          ▼          ▼           ▼          ▼
+//! policy    redact   budget   control   sandbox   workspace   approval    audit   guard
+//! (rules)  (secrets) (Redis,  (kill      (exec,    (files in)  (signals)  (records) (rate,
+//!                    Lua)     switch,    standby,                                    slots,
+//!                             liveness,  pool,                                       circuit)
+//!                             reaper)    cgroup) ─► egress (allowlist, proxy, networks)
+//!                                │         │          │
+//!                                └─────────┴──────────┴─► docker (connection, labels,
+//!                                                          hardening, registry, removal)
+//! ```
+//!
+//! Beside them: [`config`] (every setting, resolved once), [`error`] (typed failures),
+//! [`shutdown`] (the token and tasks that stop the worker's background work).
+//! [`SafeActivities`] is what a Temporal worker registers.
 
+pub mod activity;
 pub mod approval;
 pub mod audit;
-pub mod batch;
 pub mod budget;
-pub mod budget_ops;
 pub mod config;
 pub mod control;
-pub mod deploy;
+pub mod docker;
 pub mod egress;
 pub mod error;
-pub mod execute;
 pub mod guard;
+pub mod pipeline;
 pub mod policy;
 pub mod redact;
 pub mod sandbox;
+pub mod shutdown;
 pub mod workspace;
 
 use ae_workflows_spec::{BatchResult, DeploymentResult, ExecutionResult};
@@ -32,7 +48,7 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 pub use config::Config;
-pub use execute::Engine;
+pub use pipeline::Engine;
 
 /// The activities of the `autonomous-enterprise` task queue, registered by wire name.
 ///

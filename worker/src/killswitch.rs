@@ -21,7 +21,7 @@ pub struct KillSwitchArgs {
     #[arg(long, default_value = "engaged by an operator")]
     pub reason: String,
     /// The Redis the workers share.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(long, env = "REDIS_URL", default_value = ae_activities::config::DEFAULT_REDIS_URL)]
     pub redis_url: String,
 }
 

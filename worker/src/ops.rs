@@ -13,7 +13,7 @@ use std::time::Duration;
 #[derive(clap::Args, Debug)]
 pub struct RedisArgs {
     /// Redis URL.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(long, env = "REDIS_URL", default_value = ae_activities::config::DEFAULT_REDIS_URL)]
     pub redis_url: String,
 }
 

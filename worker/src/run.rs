@@ -3,10 +3,15 @@
 //! Owns the worker's identity (set explicitly: the SDK's default is empty, and operators need to
 //! tell workers apart when several poll the same queue), the heartbeat throttle (cancellation
 //! reaches an activity only through a heartbeat response, so the throttle bounds how fast a
-//! cancelled sandbox dies) and graceful shutdown (every sandbox this worker created is removed).
+//! cancelled sandbox dies) and the shutdown order: on SIGTERM/SIGINT stop polling and let
+//! in-flight activities finish (10 s grace), then stop every background task (warm pool, control
+//! loop, egress proxy; see `ae_activities::shutdown`) and wait for them, then remove every
+//! sandbox and network this worker created, so nothing is refilled after the cleanup.
 
+use ae_activities::config::Settings;
 use ae_activities::control::{self, ControlTimings};
-use ae_activities::{Config, Engine, SafeActivities};
+use ae_activities::shutdown::{self, Shutdown};
+use ae_activities::{Engine, SafeActivities};
 use ae_workflows_spec::workflow::BuildAndDeployWorkflow;
 use anyhow::Context;
 use std::{str::FromStr, sync::Arc, time::Duration};
@@ -41,6 +46,9 @@ pub struct RunArgs {
     /// Seconds a worker counts as alive after its last liveness refresh.
     #[arg(long, env = "AE_WORKER_TTL_SECS", default_value_t = 20)]
     pub worker_ttl_secs: u64,
+    /// Everything the activities read: budgets, sandbox profiles, egress, approvals.
+    #[command(flatten)]
+    pub settings: Settings,
 }
 
 impl RunArgs {
@@ -58,9 +66,10 @@ impl RunArgs {
 /// Runs the worker until SIGINT/SIGTERM, then removes this worker's sandboxes.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let identity = args.identity.clone().unwrap_or_else(default_identity);
-    let mut config = Config::from_env()?;
+    let mut config = args.settings.clone().resolve();
     config.worker_id = identity.clone();
-    let engine = Arc::new(Engine::new(config)?);
+    let background = Shutdown::new();
+    let engine = Arc::new(Engine::new(config, background.token())?);
 
     let client = connect(&args, &identity).await?;
     let runtime = Runtime::from_current_tokio(Default::default())
@@ -77,16 +86,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .graceful_shutdown_period(Duration::from_secs(10))
         .build();
     let mut worker = Worker::new(&runtime, client, options).context("cannot create the worker")?;
-    tokio::spawn(control_loop(
-        engine.clone(),
-        identity.clone(),
-        args.timings(),
-    ));
+    background.spawn(
+        "control loop",
+        control_loop(
+            engine.clone(),
+            identity.clone(),
+            args.timings(),
+            background.token(),
+        ),
+    );
     let pool_engine = engine.clone();
-    tokio::spawn(async move { pool_engine.sandbox.run_pool().await });
+    let pool_stop = background.token();
+    background.spawn("warm pool", async move {
+        pool_engine.sandbox().run_pool(pool_stop).await
+    });
     let shutdown = worker.shutdown_handle();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        shutdown::signal().await;
         tracing::info!("shutting down: finishing in-flight activities");
         shutdown();
     });
@@ -98,7 +114,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         "worker polling"
     );
     let result = worker.run().await;
-    match engine.sandbox.remove_own().await {
+    // In-flight activities are done: stop the pool, the control loop and the egress proxy, and
+    // wait for them, so nothing is created after the cleanup below.
+    background.stop(Duration::from_secs(10)).await;
+    match engine.sandbox().remove_own().await {
         Ok(n) if n > 0 => tracing::info!(removed = n, "removed leftover sandboxes"),
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "could not check for leftover sandboxes"),
@@ -109,22 +128,31 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// Kill-switch watcher, liveness and reaper; starts once Docker answers.
-async fn control_loop(engine: Arc<Engine>, identity: String, timings: ControlTimings) {
+async fn control_loop(
+    engine: Arc<Engine>,
+    identity: String,
+    timings: ControlTimings,
+    stop: shutdown::CancellationToken,
+) {
     let docker = loop {
-        match engine.sandbox.docker().await {
+        match engine.sandbox().docker().await {
             Ok(d) => break d.clone(),
             Err(e) => {
                 tracing::warn!(error = %e, "control loop waiting for Docker");
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
             }
         }
     };
     control::run_background(
-        engine.budget.connection(),
+        engine.budget().connection(),
         docker,
-        engine.sandbox.registry().clone(),
+        engine.sandbox().registry().clone(),
         identity,
         timings,
+        stop,
     )
     .await;
 }
@@ -173,13 +201,4 @@ fn tuner(activities: usize) -> TunerHolder {
 fn default_identity() -> String {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     format!("ae-worker@{host}:{}", std::process::id())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

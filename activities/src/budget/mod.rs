@@ -11,6 +11,8 @@
 //! does not decide what things cost (the activities do) nor create budgets on its own initiative
 //! (only the configured default for a run that has none).
 
+mod ops;
+
 use redis::aio::ConnectionManager;
 use serde::Serialize;
 use std::time::Duration;
@@ -68,76 +70,11 @@ const EPSILON: f64 = 1e-9;
 /// Returns {status, spent, limit}; status is `ok`, `dup` (this attempt was already charged),
 /// `exceeded` or `notfound`. Numbers travel as strings: Lua numbers would be truncated to
 /// integers on the way out.
-const CHARGE_LUA: &str = r#"
-local function fmt(x)
-  local s = string.format('%.6f', x)
-  s = string.gsub(s, '0+$', '')
-  s = string.gsub(s, '%.$', '')
-  return s
-end
-local ttl = tonumber(ARGV[3])
-local limit = redis.call('GET', KEYS[1])
-if not limit then
-  if tonumber(ARGV[2]) <= 0 then return {'notfound', '0', '0'} end
-  limit = ARGV[2]
-  redis.call('SET', KEYS[1], limit, 'EX', ttl)
-  redis.call('SET', KEYS[2], '0', 'EX', ttl, 'NX')
-  redis.call('SET', KEYS[3], '0', 'EX', ttl, 'NX')
-end
-local spent = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
-local lim = tonumber(limit) or 0
-if redis.call('EXISTS', KEYS[4]) == 1 then
-  return {'dup', fmt(spent), fmt(lim)}
-end
-local amount = tonumber(ARGV[1])
-local new = spent + amount
-if new > lim + 1e-9 then
-  return {'exceeded', fmt(spent), fmt(lim)}
-end
-redis.call('SET', KEYS[2], fmt(new), 'EX', ttl)
-if new + 1e-9 >= lim then
-  redis.call('SET', KEYS[3], '1', 'EX', ttl)
-else
-  redis.call('SET', KEYS[3], '0', 'EX', ttl)
-end
-redis.call('SET', KEYS[4], ARGV[1], 'EX', ttl)
-return {'ok', fmt(new), fmt(lim)}
-"#;
+const CHARGE_LUA: &str = include_str!("charge.lua");
 
 /// Gives back (part of) a charge made by [`CHARGE_LUA`]; never more than was charged under that
 /// marker, however often it is called. KEYS as above; ARGV: ttl seconds, amount (empty: all).
-const REFUND_LUA: &str = r#"
-local function fmt(x)
-  local s = string.format('%.6f', x)
-  s = string.gsub(s, '0+$', '')
-  s = string.gsub(s, '%.$', '')
-  return s
-end
-local ttl = tonumber(ARGV[1])
-local amount = tonumber(redis.call('GET', KEYS[4]) or '')
-local spent = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
-local lim = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-if not amount then return {'none', fmt(spent), fmt(lim)} end
-local give = amount
-local asked = tonumber(ARGV[2] or '')
-if asked and asked < amount then give = asked end
-if give < 0 then give = 0 end
-local left = amount - give
-if left <= 1e-9 then
-  redis.call('DEL', KEYS[4])
-else
-  redis.call('SET', KEYS[4], fmt(left), 'EX', ttl)
-end
-local new = spent - give
-if new < 0 then new = 0 end
-redis.call('SET', KEYS[2], fmt(new), 'EX', ttl)
-if new + 1e-9 >= lim then
-  redis.call('SET', KEYS[3], '1', 'EX', ttl)
-else
-  redis.call('SET', KEYS[3], '0', 'EX', ttl)
-end
-return {'ok', fmt(new), fmt(lim)}
-"#;
+const REFUND_LUA: &str = include_str!("refund.lua");
 
 /// The Redis-backed budget store shared by every activity of a worker.
 #[derive(Clone)]

@@ -3,7 +3,7 @@
 //!
 //! Executions never call these; they charge through [`crate::budget::BudgetStore`].
 
-use crate::budget::{BudgetError, BudgetStatus, BudgetStore, format_usd};
+use super::{BudgetError, BudgetStatus, BudgetStore, format_usd};
 use redis::AsyncCommands;
 
 /// Sets a run's limit: KEYS budget, spent, exceeded; ARGV limit, ttl seconds. Spend is kept

@@ -78,11 +78,29 @@ async fn the_kill_switch_kills_a_running_sandbox_within_two_seconds() {
     kill_switch(url, &["off", "--run", &run]);
 }
 
+/// Copies every worker's liveness key from the shared database to the one at `url`.
+async fn mirror_liveness(url: &str) {
+    use redis::AsyncCommands;
+    let mut from = harness().redis().await;
+    let keys: Vec<String> = from.keys("ae:worker:*").await.unwrap();
+    let mut to = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for key in keys {
+        let _: () = to.set_ex(key, "1", 120).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn the_global_kill_switch_stops_every_run() {
     // Its own Redis database, so the global switch does not stop the other tests.
     let url = format!("{}/3", harness().redis_url);
-    let w = start_worker(&[("REDIS_URL", &url)]);
+    // Its reaper reads liveness there too: show it every worker of the shared suite as alive,
+    // or it would take their running sandboxes for orphans (all e2e tests share one Docker).
+    mirror_liveness(&url).await;
+    let w = start_worker(&[("REDIS_URL", &url), ("AE_REAPER_INTERVAL_SECS", "3600")]);
     let status = kill_switch(&url, &["on", "--reason", "incident 42"]);
     assert!(status.contains("global: on (incident 42)"), "{status}");
     let opts = RunOpts {

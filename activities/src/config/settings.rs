@@ -1,0 +1,349 @@
+//! Every setting an operator may change, declared once: its option, its environment variable,
+//! its default and its meaning (`ae-worker run --help` prints them all). [`Settings::resolve`]
+//! turns them into the typed [`Config`], resolving the `production` profile (the `sandbox`
+//! profile overridden by whatever `--production-*` / `AE_PRODUCTION_*` sets) once.
+
+use super::{Config, EgressConfig, Limits, SandboxConfig};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Redis holding budgets, the kill switch and worker liveness, unless `REDIS_URL` says otherwise.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// The worker's settings; each from its option or environment variable, else its default.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Settings {
+    /// Redis holding budgets, the kill switch and worker liveness.
+    #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL)]
+    pub redis_url: String,
+    /// USD charged for one execution (seed 001).
+    #[arg(long, env = "AE_COST_PER_EXECUTION", default_value_t = 0.01, value_parser = usd)]
+    pub cost_per_execution: f64,
+    /// Limit given to a run without a budget; 0 makes that BudgetNotFound.
+    #[arg(long, env = "AE_DEFAULT_BUDGET", default_value_t = 10.0, value_parser = usd)]
+    pub default_budget: f64,
+    /// Comma-separated approvers allowed to approve deployments (default: anyone).
+    #[arg(long, env = "AE_APPROVERS", value_delimiter = ',', value_parser = trimmed::<String>)]
+    pub approvers: Vec<String>,
+    /// `name base64-ed25519-key` lines; approvals must then be signed.
+    #[arg(long, env = "AE_APPROVER_KEYS_FILE")]
+    pub approver_keys_file: Option<PathBuf>,
+    /// Also append audit records here as JSON lines.
+    #[arg(long, env = "AE_AUDIT_FILE")]
+    pub audit_file: Option<PathBuf>,
+    /// Image the sandboxes run (built by `ae-worker image build`).
+    #[arg(long, env = "AE_SANDBOX_IMAGE", default_value = "ae-sandbox:latest")]
+    pub sandbox_image: String,
+    /// Other images callers may name in `image`, comma-separated.
+    #[arg(long, env = "AE_ALLOWED_IMAGES", value_delimiter = ',', value_parser = trimmed::<String>)]
+    pub allowed_images: Vec<String>,
+    /// Largest serialised result, bytes.
+    #[arg(long, env = "AE_MAX_RESULT_BYTES", default_value_t = 1536 * 1024, value_parser = trimmed::<usize>)]
+    pub max_result_bytes: usize,
+    /// Pre-started sandboxes kept ready (0: no warm pool).
+    #[arg(long, env = "AE_POOL_SIZE", default_value_t = 0, value_parser = trimmed::<usize>)]
+    pub pool_size: usize,
+    /// A pooled sandbox older than this many seconds is replaced.
+    #[arg(long, env = "AE_POOL_MAX_AGE_SECS", default_value_t = 600, value_parser = trimmed::<u64>)]
+    pub pool_max_age_secs: u64,
+
+    /// `sandbox` profile: memory limit, bytes (swap equal, so nothing swaps).
+    #[arg(long, env = "AE_SANDBOX_MEMORY_BYTES", default_value_t = 512 * 1024 * 1024, value_parser = trimmed::<i64>)]
+    pub sandbox_memory_bytes: i64,
+    /// `sandbox` profile: CPU quota in billionths of a CPU.
+    #[arg(long, env = "AE_SANDBOX_NANO_CPUS", default_value_t = 1_000_000_000, value_parser = trimmed::<i64>)]
+    pub sandbox_nano_cpus: i64,
+    /// `sandbox` profile: processes and threads.
+    #[arg(long, env = "AE_SANDBOX_PIDS_LIMIT", default_value_t = 256, value_parser = trimmed::<i64>)]
+    pub sandbox_pids_limit: i64,
+    /// `sandbox` profile: size of the `/workspace` tmpfs (e.g. 256m, 1g).
+    #[arg(long, env = "AE_SANDBOX_WORKSPACE_SIZE", default_value = "256m", value_parser = size)]
+    pub sandbox_workspace_size: String,
+    /// `sandbox` profile: size of the `/tmp` tmpfs.
+    #[arg(long, env = "AE_SANDBOX_TMP_SIZE", default_value = "64m", value_parser = size)]
+    pub sandbox_tmp_size: String,
+    /// `sandbox` profile: kept bytes of each output stream.
+    #[arg(long, env = "AE_OUTPUT_CAP_BYTES", default_value_t = 1024 * 1024, value_parser = trimmed::<usize>)]
+    pub output_cap_bytes: usize,
+    /// `sandbox` profile: longest timeout a caller may ask for, ms.
+    #[arg(long, env = "AE_MAX_TIMEOUT_MS", default_value_t = 3_600_000, value_parser = trimmed::<u64>)]
+    pub max_timeout_ms: u64,
+    /// `sandbox` profile: open files per process.
+    #[arg(long, env = "AE_SANDBOX_NOFILE", default_value_t = 1024, value_parser = trimmed::<i64>)]
+    pub sandbox_nofile: i64,
+    /// `sandbox` profile: path of a seccomp profile (JSON) replacing the engine's default;
+    /// `unconfined` is refused.
+    #[arg(long, env = "AE_SANDBOX_SECCOMP_PROFILE", value_parser = sandbox_seccomp)]
+    pub sandbox_seccomp_profile: Option<String>,
+
+    /// `production` profile (deploys): memory, bytes [default: the `sandbox` profile's].
+    #[arg(long, env = "AE_PRODUCTION_MEMORY_BYTES", value_parser = trimmed::<i64>)]
+    pub production_memory_bytes: Option<i64>,
+    /// `production` profile: CPU quota [default: the `sandbox` profile's].
+    #[arg(long, env = "AE_PRODUCTION_NANO_CPUS", value_parser = trimmed::<i64>)]
+    pub production_nano_cpus: Option<i64>,
+    /// `production` profile: processes and threads [default: the `sandbox` profile's].
+    #[arg(long, env = "AE_PRODUCTION_PIDS_LIMIT", value_parser = trimmed::<i64>)]
+    pub production_pids_limit: Option<i64>,
+    /// `production` profile: `/workspace` size [default: the `sandbox` profile's].
+    #[arg(long, env = "AE_PRODUCTION_WORKSPACE_SIZE", value_parser = size)]
+    pub production_workspace_size: Option<String>,
+    /// `production` profile: `/tmp` size [default: the `sandbox` profile's].
+    #[arg(long, env = "AE_PRODUCTION_TMP_SIZE", value_parser = size)]
+    pub production_tmp_size: Option<String>,
+    /// `production` profile: kept bytes per stream [default: the `sandbox` profile's].
+    #[arg(long, env = "AE_PRODUCTION_OUTPUT_CAP_BYTES", value_parser = trimmed::<usize>)]
+    pub production_output_cap_bytes: Option<usize>,
+    /// `production` profile: longest timeout, ms [default: the `sandbox` profile's].
+    #[arg(long, env = "AE_PRODUCTION_MAX_TIMEOUT_MS", value_parser = trimmed::<u64>)]
+    pub production_max_timeout_ms: Option<u64>,
+    /// `production` profile: open files per process [default: the `sandbox` profile's].
+    #[arg(long, env = "AE_PRODUCTION_NOFILE", value_parser = trimmed::<i64>)]
+    pub production_nofile: Option<i64>,
+    /// `production` profile: seccomp profile path [default: the `sandbox` profile's].
+    #[arg(long, env = "AE_PRODUCTION_SECCOMP_PROFILE", value_parser = production_seccomp)]
+    pub production_seccomp_profile: Option<String>,
+
+    /// Where the egress proxy listens [default: Docker's bridge gateway, --egress-proxy-port].
+    #[arg(long, env = "AE_EGRESS_LISTEN", value_parser = trimmed::<SocketAddr>)]
+    pub egress_listen: Option<SocketAddr>,
+    /// The proxy's port on the bridge gateway; 0 picks a free one.
+    #[arg(long, env = "AE_EGRESS_PROXY_PORT", default_value_t = 0, value_parser = trimmed::<u16>)]
+    pub egress_proxy_port: u16,
+    /// The address the relay dials, when it differs from where the proxy listens (a worker in
+    /// a container).
+    #[arg(long, env = "AE_EGRESS_UPSTREAM", value_parser = trimmed::<SocketAddr>)]
+    pub egress_upstream: Option<SocketAddr>,
+    /// Image of the egress relay (needs busybox `nc`).
+    #[arg(
+        long,
+        env = "AE_EGRESS_RELAY_IMAGE",
+        default_value = "ae-sandbox:latest"
+    )]
+    pub egress_relay_image: String,
+    /// Range the per-sandbox /29 networks are carved from.
+    #[arg(long, env = "AE_EGRESS_SUBNETS", default_value = "10.213.0.0/16", value_parser = subnets)]
+    pub egress_subnets: (Ipv4Addr, u8),
+    /// Destination ports the egress proxy admits, comma-separated.
+    #[arg(long, env = "AE_EGRESS_PORTS", default_value = "80,443", value_delimiter = ',', value_parser = trimmed::<u16>)]
+    pub egress_ports: Vec<u16>,
+    /// `name=ip,...` fixed answers used instead of DNS (tests, split horizon).
+    #[arg(long, env = "AE_EGRESS_HOSTS", value_parser = hosts)]
+    pub egress_hosts: Option<HashMap<String, IpAddr>>,
+    /// `ip:port` private destinations admitted anyway (an internal mirror), comma-separated.
+    #[arg(long, env = "AE_EGRESS_PRIVATE_ALLOW", value_delimiter = ',', value_parser = trimmed::<SocketAddr>)]
+    pub egress_private_allow: Vec<SocketAddr>,
+}
+
+impl Settings {
+    /// The typed configuration, both profiles resolved.
+    pub fn resolve(self) -> Config {
+        let sandbox = Limits {
+            memory_bytes: self.sandbox_memory_bytes,
+            nano_cpus: self.sandbox_nano_cpus,
+            pids_limit: self.sandbox_pids_limit,
+            workspace_size: self.sandbox_workspace_size,
+            tmp_size: self.sandbox_tmp_size,
+            output_cap_bytes: self.output_cap_bytes,
+            max_timeout: Duration::from_millis(self.max_timeout_ms),
+            nofile: self.sandbox_nofile,
+            seccomp_profile: self.sandbox_seccomp_profile,
+        };
+        let production = Limits {
+            memory_bytes: self.production_memory_bytes.unwrap_or(sandbox.memory_bytes),
+            nano_cpus: self.production_nano_cpus.unwrap_or(sandbox.nano_cpus),
+            pids_limit: self.production_pids_limit.unwrap_or(sandbox.pids_limit),
+            workspace_size: (self.production_workspace_size)
+                .unwrap_or_else(|| sandbox.workspace_size.clone()),
+            tmp_size: (self.production_tmp_size).unwrap_or_else(|| sandbox.tmp_size.clone()),
+            output_cap_bytes: (self.production_output_cap_bytes)
+                .unwrap_or(sandbox.output_cap_bytes),
+            max_timeout: (self.production_max_timeout_ms)
+                .map_or(sandbox.max_timeout, Duration::from_millis),
+            nofile: self.production_nofile.unwrap_or(sandbox.nofile),
+            seccomp_profile: (self.production_seccomp_profile)
+                .or_else(|| sandbox.seccomp_profile.clone()),
+        };
+        let nonempty = |v: Vec<String>| v.into_iter().filter(|s| !s.is_empty()).collect();
+        let defaults = Config::default();
+        Config {
+            redis_url: self.redis_url,
+            cost_per_execution: self.cost_per_execution,
+            default_budget: self.default_budget,
+            approvers: nonempty(self.approvers),
+            approver_keys_file: self.approver_keys_file,
+            audit_file: self.audit_file,
+            sandbox: SandboxConfig {
+                image: self.sandbox_image,
+                allowed_images: nonempty(self.allowed_images),
+                max_result_bytes: self.max_result_bytes,
+                default_profile: sandbox,
+                production,
+                pool_size: self.pool_size,
+                pool_max_age: Duration::from_secs(self.pool_max_age_secs.max(1)),
+                egress: EgressConfig {
+                    listen: self.egress_listen,
+                    listen_port: self.egress_proxy_port,
+                    upstream: self.egress_upstream,
+                    relay_image: self.egress_relay_image,
+                    subnets: self.egress_subnets,
+                    ports: self.egress_ports,
+                    hosts: self.egress_hosts.unwrap_or_default(),
+                    private_allow: self.egress_private_allow,
+                },
+                ..defaults.sandbox
+            },
+            ..defaults
+        }
+    }
+}
+
+/// A value of `T`, surrounding whitespace ignored.
+fn trimmed<T: FromStr>(v: &str) -> Result<T, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("{v:?} is not a value of the expected kind"))
+}
+
+/// A finite, non-negative amount of USD.
+fn usd(v: &str) -> Result<f64, String> {
+    let x: f64 = trimmed(v)?;
+    if x.is_finite() && x >= 0.0 {
+        Ok(x)
+    } else {
+        Err("must be a finite, non-negative amount of USD".into())
+    }
+}
+
+/// A tmpfs size: digits with an optional k, m or g.
+fn size(v: &str) -> Result<String, String> {
+    let t = v.trim().to_ascii_lowercase();
+    let digits = t.trim_end_matches(['k', 'm', 'g']);
+    if !digits.is_empty()
+        && digits.len() + 1 >= t.len()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && digits != "0"
+    {
+        Ok(t)
+    } else {
+        Err("expected a size such as 256m or 1g".into())
+    }
+}
+
+/// [`seccomp`], naming the variable (operators set these through the environment).
+fn sandbox_seccomp(path: &str) -> Result<String, String> {
+    seccomp(path).map_err(|e| format!("AE_SANDBOX_SECCOMP_PROFILE: {e}"))
+}
+
+/// [`seccomp`], naming the variable.
+fn production_seccomp(path: &str) -> Result<String, String> {
+    seccomp(path).map_err(|e| format!("AE_PRODUCTION_SECCOMP_PROFILE: {e}"))
+}
+
+/// Reads a seccomp profile file: must be a JSON object; `unconfined` is refused.
+fn seccomp(path: &str) -> Result<String, String> {
+    if path.trim().eq_ignore_ascii_case("unconfined") {
+        return Err("sandboxes never run without seccomp".into());
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(_)) => Ok(text),
+        _ => Err("not a JSON seccomp profile".into()),
+    }
+}
+
+/// An IPv4 CIDR range with a prefix of 8 to 29 and no host bits set.
+fn subnets(v: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (ip, prefix) = v.trim().split_once('/').ok_or("not a CIDR range")?;
+    let ip: Ipv4Addr = ip.parse().map_err(|_| "not an IPv4 address")?;
+    let prefix: u8 = prefix.parse().map_err(|_| "not a prefix length")?;
+    if !(8..=29).contains(&prefix) || u32::from(ip) & (u32::MAX >> prefix) != 0 {
+        return Err("prefix must be 8 to 29 with no host bits set".into());
+    }
+    Ok((ip, prefix))
+}
+
+/// `name=ip` pairs separated by commas; names are case-insensitive.
+fn hosts(v: &str) -> Result<HashMap<String, IpAddr>, String> {
+    let mut map = HashMap::new();
+    for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let parsed = pair
+            .split_once('=')
+            .and_then(|(n, ip)| Some((n.trim().to_ascii_lowercase(), ip.trim().parse().ok()?)));
+        let (name, ip) = parsed.ok_or("expected name=ip pairs separated by commas")?;
+        map.insert(name, ip);
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Profile;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    fn resolve(args: &[&str]) -> Config {
+        let mut argv = vec!["ae-worker"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().settings.resolve()
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let c = resolve(&[]);
+        let d = Config::default();
+        assert_eq!(c.redis_url, d.redis_url);
+        assert_eq!(c.cost_per_execution, d.cost_per_execution);
+        assert_eq!(c.default_budget, d.default_budget);
+        assert_eq!(c.sandbox.default_profile, Limits::default());
+        assert_eq!(c.sandbox.production, Limits::default());
+        assert_eq!(c.sandbox.max_result_bytes, d.sandbox.max_result_bytes);
+        assert_eq!(c.sandbox.egress.ports, vec![80, 443]);
+        assert_eq!(c.sandbox.egress.subnets, d.sandbox.egress.subnets);
+    }
+
+    #[test]
+    fn production_overrides_only_what_it_sets() {
+        let c = resolve(&[
+            "--production-pids-limit",
+            "64",
+            "--production-workspace-size",
+            "1g",
+            "--production-max-timeout-ms",
+            "7200000",
+        ]);
+        let sandbox = c.sandbox.limits(Profile::Sandbox);
+        let production = c.sandbox.limits(Profile::Production);
+        assert_eq!(sandbox.pids_limit, 256);
+        assert_eq!(production.pids_limit, 64);
+        assert_eq!(sandbox.workspace_size, "256m");
+        assert_eq!(production.workspace_size, "1g");
+        assert_eq!(production.max_timeout, Duration::from_secs(7200));
+        assert_eq!(production.memory_bytes, sandbox.memory_bytes);
+        assert_eq!(production.output_cap_bytes, sandbox.output_cap_bytes);
+        assert_eq!(production.nofile, 1024);
+    }
+
+    #[test]
+    fn malformed_values_are_refused() {
+        assert!(size("0").is_err() && size("12x").is_err() && size("1G").is_ok());
+        assert!(subnets("10.213.0.1/16").is_err() && subnets("10.213.0.0/30").is_err());
+        assert!(
+            hosts("a.test=127.0.0.1, B.test=::1")
+                .unwrap()
+                .contains_key("b.test")
+        );
+        assert!(hosts("nonsense").is_err());
+        assert!(usd("-1").is_err() && usd("NaN").is_err());
+        assert!(seccomp("unconfined").is_err());
+    }
+}

@@ -1,0 +1,333 @@
+//! The Docker engine, as every other module sees it.
+//!
+//! This module owns: the connection (made on first use, so a worker starts while Docker is
+//! down), the error an engine operation reports ([`SandboxError`]), the labels every managed
+//! container and network carries (names in [`label`], values built in one place), the hardened
+//! base configuration of every container ([`hardened`]), the [`Registry`] of what this worker
+//! runs, and removal of containers and networks. It does not own what a sandbox looks like
+//! (`sandbox`), the egress networks' shape (`egress`), nor when things are reaped (`control`).
+//! It depends on nothing else in the crate, so `sandbox`, `egress` and `control` can all use it
+//! without depending on each other.
+
+use bollard::Docker;
+use bollard::models::{HostConfig, HostConfigLogConfig, NetworkDisconnectRequest};
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::OnceCell;
+
+/// Label names, defined once. Their values are part of the contract with operators' tooling.
+pub mod label {
+    /// Present on every container and network this project creates.
+    pub const MANAGED: &str = "ae.managed";
+    /// The worker process that created it.
+    pub const OWNER: &str = "ae.owner";
+    /// The image a sandbox runs.
+    pub const IMAGE: &str = "ae.image";
+    /// The profile a sandbox was made with (`sandbox`, `production`).
+    pub const PROFILE: &str = "ae.profile";
+    /// Unix time after which it must not exist.
+    pub const EXPIRES: &str = "ae.expires";
+    /// Unix time a sandbox network was created.
+    pub const CREATED: &str = "ae.created";
+    /// What an infrastructure container is for (the egress relay).
+    pub const ROLE: &str = "ae.role";
+    /// A sandbox pre-started for the warm pool.
+    pub const POOL: &str = "ae.pool";
+    /// The run an execution is charged to.
+    pub const RUN_ID: &str = "ae.run-id";
+    /// The calling workflow.
+    pub const WORKFLOW_ID: &str = "ae.workflow-id";
+    /// The calling activity.
+    pub const ACTIVITY_ID: &str = "ae.activity-id";
+    /// The activity's type (`safeExecuteCode`, ...).
+    pub const ACTIVITY_TYPE: &str = "ae.activity-type";
+    /// The activity's attempt.
+    pub const ATTEMPT: &str = "ae.attempt";
+}
+
+/// Why an engine operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SandboxError {
+    /// Docker is unreachable, or refused to create or start the sandbox (e.g. image missing).
+    #[error("sandbox unavailable: {0}")]
+    Unavailable(String),
+    /// The sandbox broke after the command had started.
+    #[error("sandbox failed during execution: {0}")]
+    Failed(String),
+    /// Uploaded files could not be unpacked in the sandbox.
+    #[error("workspace upload failed: {0}")]
+    Upload(String),
+}
+
+/// The connection to the engine, made on first use with the API version it speaks.
+#[derive(Default)]
+pub struct Connection {
+    docker: OnceCell<Docker>,
+}
+
+impl Connection {
+    /// The client; every call while Docker is unreachable fails with
+    /// [`SandboxError::Unavailable`] (fail closed).
+    pub async fn get(&self) -> Result<&Docker, SandboxError> {
+        self.docker
+            .get_or_try_init(|| async {
+                let docker = Docker::connect_with_defaults()
+                    .map_err(|e| SandboxError::Unavailable(format!("cannot reach Docker: {e}")))?;
+                // The engine may be older than bollard's default API version.
+                docker
+                    .negotiate_version()
+                    .await
+                    .map_err(|e| SandboxError::Unavailable(format!("cannot reach Docker: {e}")))
+            })
+            .await
+    }
+}
+
+/// Who asked for a sandbox: the workflow and activity it serves, put on its labels.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Origin {
+    /// The run charged.
+    pub run_id: String,
+    /// The calling workflow.
+    pub workflow_id: String,
+    /// The calling activity.
+    pub activity_id: String,
+    /// Its type.
+    pub activity_type: String,
+    /// Its attempt.
+    pub attempt: u32,
+}
+
+impl Origin {
+    /// The labels naming it.
+    pub fn labels(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (label::RUN_ID.into(), self.run_id.clone()),
+            (label::WORKFLOW_ID.into(), self.workflow_id.clone()),
+            (label::ACTIVITY_ID.into(), self.activity_id.clone()),
+            (label::ACTIVITY_TYPE.into(), self.activity_type.clone()),
+            (label::ATTEMPT.into(), self.attempt.to_string()),
+        ])
+    }
+}
+
+/// The labels every managed object carries: managed, its owner, and (when it has a lifetime)
+/// when it expires.
+pub fn managed(owner: &str, lifetime: Option<Duration>) -> HashMap<String, String> {
+    let mut labels = HashMap::from([
+        (label::MANAGED.to_string(), "true".to_string()),
+        (label::OWNER.to_string(), owner.to_string()),
+    ]);
+    if let Some(lifetime) = lifetime {
+        let expires = now_secs() + lifetime.as_secs().max(1);
+        labels.insert(label::EXPIRES.into(), expires.to_string());
+    }
+    labels
+}
+
+/// Seconds since the epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// The hardening every container this project starts gets (sandboxes and the egress relay): no
+/// capabilities, no-new-privileges, read-only root, an init, never privileged, no log driver
+/// (commands' output is streamed through exec; main processes print nothing). Callers add
+/// network, limits and mounts.
+pub fn hardened() -> HostConfig {
+    HostConfig {
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges:true".into()]),
+        readonly_rootfs: Some(true),
+        init: Some(true),
+        privileged: Some(false),
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("none".into()),
+            config: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// A sandbox this worker is running, as the kill switch sees it.
+#[derive(Clone)]
+pub struct Running {
+    /// The run it is charged to.
+    pub run_id: String,
+    /// Set when the kill switch killed it, so the activity reports KillSwitchEngaged.
+    pub killed: Arc<AtomicBool>,
+}
+
+/// The sandboxes this worker is running, by container id, and its own infrastructure
+/// containers (the egress relay), which the reaper keeps and the kill switch spares.
+#[derive(Clone, Default)]
+pub struct Registry {
+    running: Arc<Mutex<HashMap<String, Running>>>,
+    kept: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Registry {
+    /// Registers a running sandbox; returns its kill flag.
+    pub fn add(&self, container: &str, run_id: &str) -> Arc<AtomicBool> {
+        let killed = Arc::new(AtomicBool::new(false));
+        self.lock().insert(
+            container.to_string(),
+            Running {
+                run_id: run_id.to_string(),
+                killed: killed.clone(),
+            },
+        );
+        killed
+    }
+
+    /// Records which run a (pooled) sandbox now serves.
+    pub fn assign(&self, container: &str, run_id: &str) {
+        if let Some(r) = self.lock().get_mut(container) {
+            r.run_id = run_id.to_string();
+        }
+    }
+
+    /// Forgets a sandbox.
+    pub fn remove(&self, container: &str) {
+        self.lock().remove(container);
+    }
+
+    /// Container ids now running.
+    pub fn ids(&self) -> HashSet<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// Every running sandbox with its run.
+    pub fn snapshot(&self) -> Vec<(String, Running)> {
+        self.lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Marks an infrastructure container of this worker as in use.
+    pub fn keep(&self, container: &str) {
+        self.kept_set().insert(container.to_string());
+    }
+
+    /// Forgets an infrastructure container.
+    pub fn unkeep(&self, container: &str) {
+        self.kept_set().remove(container);
+    }
+
+    /// The infrastructure containers in use.
+    pub fn kept(&self) -> HashSet<String> {
+        self.kept_set().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn kept_set(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Force-removes a container (and its anonymous volumes), retrying briefly; gone is fine.
+pub async fn remove_container(docker: &Docker, id: &str) {
+    let opts = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    for attempt in 0..3 {
+        match docker.remove_container(id, Some(opts.clone())).await {
+            Ok(()) => return,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return,
+            // 409: removal already in progress.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => return,
+            Err(e) => {
+                tracing::warn!(container = id, attempt, error = %e, "container removal failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Disconnects `relay` (if any) and removes the network, retrying while a sandbox is still
+/// leaving it.
+pub async fn remove_network(docker: &Docker, network: &str, relay: Option<&str>) {
+    if let Some(relay) = relay {
+        let _ = docker
+            .disconnect_network(
+                network,
+                NetworkDisconnectRequest {
+                    container: relay.to_string(),
+                    force: Some(true),
+                },
+            )
+            .await;
+    }
+    for attempt in 0..20 {
+        match docker.remove_network(network).await {
+            Ok(()) => return,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return,
+            Err(e) => {
+                if attempt == 19 {
+                    tracing::warn!(network, error = %e, "cannot remove sandbox network; the reaper will");
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+}
+
+/// Removes every container, then every network, labelled with `owner`. For graceful shutdown
+/// and for tests that must leave nothing behind. Returns how many containers went.
+pub async fn remove_owned(docker: &Docker, owner: &str) -> Result<usize, SandboxError> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{}={owner}", label::OWNER)],
+    )]);
+    let opts = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let list = docker
+        .list_containers(Some(opts))
+        .await
+        .map_err(|e| SandboxError::Unavailable(e.to_string()))?;
+    let mut n = 0;
+    for c in list {
+        if let Some(id) = c.id {
+            let opts = RemoveContainerOptionsBuilder::default().force(true).build();
+            if docker.remove_container(&id, Some(opts)).await.is_ok() {
+                n += 1;
+            }
+        }
+    }
+    // The relay went with the containers; now the sandbox networks are empty.
+    let nets = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(|e| SandboxError::Unavailable(e.to_string()))?;
+    for net in nets {
+        if let Some(name) = net.name {
+            remove_network(docker, &name, None).await;
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,233 @@
+//! Step 5: how the run ended, and the result: kill switch, sandbox failure or cancellation
+//! become typed stops; output is redacted, then capped (so a secret straddling the cap is never
+//! half-shown); output files are read back; the result is fitted under Temporal's payload limit
+//! once, at the end.
+
+use super::Engine;
+use super::Stop;
+use super::run::Watched;
+use crate::budget::round_usd;
+use crate::config::Profile;
+use crate::error::Failure;
+use crate::redact::Redactor;
+use crate::sandbox::{ExecOutcome, Sandbox, SandboxError};
+use ae_workflows_spec::{ExecutionResult, FailureType};
+
+/// How a watched command ended: its outcome, or the stop to report. The kill switch wins over
+/// everything (the sandbox was killed under the command).
+pub fn conclude(
+    sandbox: &Sandbox,
+    watched: Watched<Result<ExecOutcome, SandboxError>>,
+    run_id: &str,
+) -> Result<ExecOutcome, Stop> {
+    if sandbox.killed_by_switch() {
+        return Err(kill_switch_failure(run_id));
+    }
+    match watched {
+        Watched::Done(Ok(o)) => Ok(o),
+        Watched::Done(Err(e)) => {
+            Err(Failure::new(FailureType::SandboxUnavailable, e.to_string()).into())
+        }
+        Watched::Cancelled => {
+            tracing::info!(run_id, "cancelled; sandbox removed");
+            Err(Stop::Cancelled)
+        }
+    }
+}
+
+/// The failure of an execution the kill switch stopped.
+pub fn kill_switch_failure(run_id: &str) -> Stop {
+    tracing::warn!(run_id, "execution stopped by the kill switch");
+    Stop::Fail(Failure::new(
+        FailureType::KillSwitchEngaged,
+        "the kill switch was engaged while the command ran; its sandbox was killed",
+    ))
+}
+
+impl Engine {
+    /// Reads the requested files back, redacting text; binary content comes back as base64.
+    pub async fn collect_output_files(
+        &self,
+        sandbox: &Sandbox,
+        paths: &[(String, String)],
+        redactor: &Redactor,
+    ) -> Result<Vec<ae_workflows_spec::execute::OutputFile>, Stop> {
+        use base64::Engine as _;
+        let cap = self.config.sandbox.max_output_file_bytes;
+        let mut out = Vec::new();
+        for (asked, rel) in paths {
+            let read = sandbox.read_file(rel, cap).await.map_err(|e| match e {
+                SandboxError::Upload(m) => {
+                    Stop::Fail(Failure::invalid_input(format!("outputFiles: {m}")))
+                }
+                other => Stop::Fail(Failure::new(
+                    FailureType::SandboxUnavailable,
+                    other.to_string(),
+                )),
+            })?;
+            let file = match read {
+                None => ae_workflows_spec::execute::OutputFile {
+                    path: asked.clone(),
+                    content: String::new(),
+                    encoding: "utf8".into(),
+                    found: false,
+                    truncated: false,
+                },
+                Some(mut bytes) => {
+                    let truncated = bytes.len() > cap;
+                    bytes.truncate(cap);
+                    let (content, encoding) = match String::from_utf8(bytes) {
+                        Ok(text) => (redactor.redact_str(&text), "utf8"),
+                        Err(e) => (
+                            base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+                            "base64",
+                        ),
+                    };
+                    ae_workflows_spec::execute::OutputFile {
+                        path: asked.clone(),
+                        content,
+                        encoding: encoding.into(),
+                        found: true,
+                        truncated,
+                    }
+                }
+            };
+            out.push(file);
+        }
+        Ok(out)
+    }
+
+    /// Redacts and caps the outputs into the contract's result.
+    pub fn result(
+        &self,
+        profile: Profile,
+        o: ExecOutcome,
+        cost: f64,
+        remaining: f64,
+        redactor: &Redactor,
+    ) -> ExecutionResult {
+        let cap = self.config.sandbox.limits(profile).output_cap_bytes;
+        let (stdout, out_cut, n_out) = finish_stream(&o.stdout, o.stdout_bytes, cap, redactor);
+        let (stderr, err_cut, n_err) = finish_stream(&o.stderr, o.stderr_bytes, cap, redactor);
+        ExecutionResult {
+            stdout,
+            stderr,
+            exit_code: o.exit_code,
+            timed_out: o.timed_out,
+            cost,
+            budget_remaining: round_usd(remaining),
+            duration_ms: o.duration.as_millis() as u64,
+            stdout_truncated: out_cut,
+            stderr_truncated: err_cut,
+            stdout_bytes: o.stdout_bytes,
+            stderr_bytes: o.stderr_bytes,
+            redactions: (n_out + n_err) as u64,
+            oom_killed: o.oom_killed,
+            signal: o.signal.map(str::to_string),
+            peak_memory_bytes: o.peak_memory_bytes,
+            sandbox_id: None,
+            output_files: Vec::new(),
+            egress_denied: o.egress_denied,
+        }
+    }
+}
+
+/// Shrinks the longer stream until the serialised result fits `max` bytes. Temporal refuses
+/// payloads over its blob limit (2 MB by default), and JSON escaping can make binary output
+/// several times longer than its bytes, so the per-stream cap alone is not enough.
+pub fn fit_payload(result: &mut ExecutionResult, max: usize) {
+    loop {
+        let size = serde_json::to_vec(&*result).map(|v| v.len()).unwrap_or(0);
+        if size <= max {
+            return;
+        }
+        let excess = size - max;
+        let (text, cut) = if result.stdout.len() >= result.stderr.len() {
+            (&mut result.stdout, &mut result.stdout_truncated)
+        } else {
+            (&mut result.stderr, &mut result.stderr_truncated)
+        };
+        if text.is_empty() {
+            return;
+        }
+        // Escaped characters take up to 6 bytes each: cut at least a sixth of the excess.
+        let mut end = text
+            .len()
+            .saturating_sub((excess / 6).max(1).max(excess.min(text.len()) / 2));
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        *cut = true;
+    }
+}
+
+/// Redacts a captured stream, then cuts it to `cap` bytes on a character boundary. Redacting
+/// before cutting means a secret straddling the cap is replaced whole, never half-shown.
+pub fn finish_stream(
+    kept: &[u8],
+    total: u64,
+    cap: usize,
+    redactor: &Redactor,
+) -> (String, bool, usize) {
+    let text = String::from_utf8_lossy(kept);
+    let (mut redacted, count) = redactor.redact(&text);
+    let truncated = total > cap as u64;
+    if truncated && redacted.len() > cap {
+        let mut end = cap;
+        while !redacted.is_char_boundary(end) {
+            end -= 1;
+        }
+        redacted.truncate(end);
+    }
+    (redacted, truncated, count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_straddling_the_cap_is_never_half_shown() {
+        let r = Redactor::standard();
+        let secret = "sk-abcdefghijklmnopqrstuvwxyz0123456789";
+        let text = format!("{} {}", "x".repeat(94), secret);
+        let (out, cut, n) = finish_stream(text.as_bytes(), text.len() as u64 + 1000, 100, &r);
+        assert!(cut);
+        assert_eq!(n, 1);
+        assert!(out.len() <= 100);
+        assert!(!out.contains("sk-abc"), "{out}");
+    }
+
+    #[test]
+    fn results_are_shrunk_to_fit_the_payload_limit() {
+        let mut r = ExecutionResult {
+            stdout: "a".repeat(1_000_000),
+            stderr: "\u{1}".repeat(500_000),
+            exit_code: 0,
+            timed_out: false,
+            cost: 0.01,
+            budget_remaining: 1.0,
+            duration_ms: 1,
+            stdout_truncated: false,
+            stderr_truncated: false,
+            stdout_bytes: 1_000_000,
+            stderr_bytes: 500_000,
+            redactions: 0,
+            oom_killed: false,
+            signal: None,
+            peak_memory_bytes: None,
+            sandbox_id: None,
+            output_files: Vec::new(),
+            egress_denied: 0,
+        };
+        fit_payload(&mut r, 1_500_000);
+        assert!(serde_json::to_vec(&r).unwrap().len() <= 1_500_000);
+        assert!(r.stderr_truncated || r.stdout_truncated);
+        assert!(
+            r.stdout.len() > 100_000,
+            "stdout kept what fits: {}",
+            r.stdout.len()
+        );
+    }
+}

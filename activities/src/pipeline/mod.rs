@@ -1,0 +1,131 @@
+//! The one request path every activity runs, as steps in this order:
+//!
+//! 1. [`validate`]: decode the input (InvalidInput when malformed) and check what serde cannot
+//!    (run id, commands, env, timeouts, files, domains). No side effects.
+//! 2. [`admit`]: may this run? The policy, the image allowlist, the kill switch. Every guardrail
+//!    is one more check in [`Engine::admit`], and so applies to all three activities.
+//! 3. [`reserve`]: charge the budget atomically, once per attempt. The [`reserve::Reservation`]
+//!    gives the charge back if the command never starts, on every path (also when dropped).
+//! 4. [`run`]: start the sandbox, copy the files in, run the command while heartbeating and
+//!    watching for cancellation.
+//! 5. [`finish`]: how the run ended (kill switch, sandbox failure, cancellation), output
+//!    redacted and capped, output files, the result fitted under the payload limit.
+//!
+//! The activities (`activity/*`) call these steps in this order and add only what is theirs.
+//! This module owns the steps and the shared [`Engine`]; the parts the steps use (policy,
+//! budget, sandbox, redaction) live in their own modules.
+
+pub mod admit;
+pub mod finish;
+pub mod reserve;
+pub mod run;
+pub mod validate;
+
+use crate::approval::ApprovalPolicy;
+use crate::audit::AuditLog;
+use crate::budget::BudgetStore;
+use crate::config::Config;
+use crate::control::KillSwitch;
+use crate::error::Failure;
+use crate::policy::Policy;
+use crate::redact::Redactor;
+use crate::sandbox::SandboxEngine;
+use temporalio_sdk::activities::ActivityError;
+use tokio_util::sync::CancellationToken;
+
+/// Shared state of every activity in one worker.
+pub struct Engine {
+    pub(crate) config: Config,
+    pub(crate) policy: Policy,
+    pub(crate) redactor: Redactor,
+    pub(crate) budget: BudgetStore,
+    pub(crate) sandbox: SandboxEngine,
+    pub(crate) approvals: ApprovalPolicy,
+    pub(crate) audit: AuditLog,
+    pub(crate) kill_switch: KillSwitch,
+}
+
+impl Engine {
+    /// Builds the engine from configuration. Connections to Redis and Docker are made lazily.
+    /// `stop` ends the egress proxy at shutdown (see `shutdown`).
+    pub fn new(config: Config, stop: CancellationToken) -> anyhow::Result<Engine> {
+        let budget = BudgetStore::new(&config.redis_url, config.default_budget, config.budget_ttl)?;
+        let sandbox = SandboxEngine::new(config.sandbox.clone(), config.worker_id.clone(), stop);
+        let keys = match &config.approver_keys_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read approver keys {}: {e}", path.display())
+                })?;
+                ApprovalPolicy::parse_keys(&text)
+                    .map_err(|e| anyhow::anyhow!("approver keys {}: {e}", path.display()))?
+            }
+            None => Default::default(),
+        };
+        let approvals = ApprovalPolicy {
+            allowed: config.approvers.clone(),
+            keys,
+        };
+        let audit = AuditLog::new(config.audit_file.clone())?;
+        let kill_switch = KillSwitch::new(budget.connection());
+        Ok(Engine {
+            kill_switch,
+            policy: Policy::standard(),
+            redactor: Redactor::standard(),
+            budget,
+            sandbox,
+            approvals,
+            audit,
+            config,
+        })
+    }
+
+    /// The sandboxes (the binary runs the warm pool and removes leftovers at shutdown).
+    pub fn sandbox(&self) -> &SandboxEngine {
+        &self.sandbox
+    }
+
+    /// The budget store (its Redis connection also carries the kill switch and liveness).
+    pub fn budget(&self) -> &BudgetStore {
+        &self.budget
+    }
+
+    /// The configuration the worker started with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
+/// How an execution ended when it did not produce a result.
+pub enum Stop {
+    /// A typed failure for the caller.
+    Fail(Failure),
+    /// The activity was cancelled; the sandbox is already gone.
+    Cancelled,
+}
+
+impl From<Failure> for Stop {
+    fn from(f: Failure) -> Self {
+        Stop::Fail(f)
+    }
+}
+
+impl Stop {
+    /// The error handed to the SDK, redacted with `redactor`.
+    pub fn into_activity_error(self, redactor: &Redactor) -> ActivityError {
+        match self {
+            Stop::Fail(f) => f.into_activity_error(redactor),
+            Stop::Cancelled => ActivityError::cancelled(),
+        }
+    }
+
+    /// What to write in an audit record about it.
+    pub fn describe(&self) -> String {
+        match self {
+            Stop::Fail(f) if f.kind == ae_workflows_spec::FailureType::KillSwitchEngaged => {
+                "stopped by the kill switch".into()
+            }
+            Stop::Fail(f) => f.message.clone(),
+            Stop::Cancelled => "cancelled".into(),
+        }
+    }
+}
