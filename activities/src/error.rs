@@ -19,6 +19,8 @@ pub struct Failure {
     pub message: String,
     /// Optional structured details (a JSON object), also redacted.
     pub details: Option<serde_json::Value>,
+    /// When set, Temporal's next retry waits exactly this long (a rate limit's wait).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Failure {
@@ -28,12 +30,19 @@ impl Failure {
             kind,
             message: message.into(),
             details: None,
+            retry_after: None,
         }
     }
 
     /// `InvalidInput` with what is wrong.
     pub fn invalid_input(message: impl Into<String>) -> Self {
         Self::new(FailureType::InvalidInput, message)
+    }
+
+    /// Asks Temporal to retry after exactly `delay` (retryable kinds only).
+    pub fn with_retry_after(mut self, delay: std::time::Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
     }
 
     /// Attaches details.
@@ -47,7 +56,8 @@ impl Failure {
         let message = redactor.redact_str(&self.message);
         let builder = ApplicationFailure::builder(message)
             .type_name(self.kind.as_str().to_string())
-            .non_retryable(!self.kind.retryable());
+            .non_retryable(!self.kind.retryable())
+            .maybe_next_retry_delay(self.retry_after);
         let failure = match self.details {
             Some(details) => {
                 let text = redactor.redact_str(&details.to_string());

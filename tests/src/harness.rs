@@ -108,6 +108,11 @@ impl Harness {
                 .env("REDIS_URL", &redis_url)
                 .env("AE_WORKER_IDENTITY", &worker_identity)
                 .env("AE_AUDIT_FILE", &audit_file)
+                // Tests reuse runs far more than an agent would: the shared worker's guardrails
+                // are wide open; the guardrail tests run their own workers with the defaults.
+                .env("AE_RATE_SANDBOX_PER_MIN", "0")
+                .env("AE_MAX_CONCURRENT_PER_RUN", "0")
+                .env("AE_CIRCUIT_FAILURES", "0")
                 .env("RUST_LOG", "info"),
             &log_dir.join("worker.log"),
         )?);

@@ -30,11 +30,17 @@ pub enum FailureType {
     SecretsDetected,
     /// An operator engaged the kill switch for this run or for everything.
     KillSwitchEngaged,
+    /// The run sent more requests a minute than its profile allows. Retryable: the failure's
+    /// next retry delay is exactly when the run may go again. Nothing was charged.
+    RateLimited,
+    /// The run's circuit breaker is open after repeated failures; details say when it
+    /// half-opens. Nothing was charged.
+    CircuitOpen,
 }
 
 impl FailureType {
     /// Every type, for docs and schema.
-    pub const ALL: [FailureType; 10] = [
+    pub const ALL: [FailureType; 12] = [
         FailureType::PolicyViolation,
         FailureType::ApprovalRequired,
         FailureType::BudgetExceeded,
@@ -45,6 +51,8 @@ impl FailureType {
         FailureType::ApprovalInvalid,
         FailureType::SecretsDetected,
         FailureType::KillSwitchEngaged,
+        FailureType::RateLimited,
+        FailureType::CircuitOpen,
     ];
 
     /// The wire name, e.g. `PolicyViolation`.
@@ -60,15 +68,19 @@ impl FailureType {
             FailureType::ApprovalInvalid => "ApprovalInvalid",
             FailureType::SecretsDetected => "SecretsDetected",
             FailureType::KillSwitchEngaged => "KillSwitchEngaged",
+            FailureType::RateLimited => "RateLimited",
+            FailureType::CircuitOpen => "CircuitOpen",
         }
     }
 
-    /// Whether Temporal may retry the activity after this failure. Only infrastructure outages
-    /// are worth retrying; a refused command or an empty budget stays refused.
+    /// Whether Temporal may retry the activity after this failure. Infrastructure outages and
+    /// rate limits are worth retrying; a refused command or an empty budget stays refused.
     pub fn retryable(self) -> bool {
         matches!(
             self,
-            FailureType::SandboxUnavailable | FailureType::BudgetStoreUnavailable
+            FailureType::SandboxUnavailable
+                | FailureType::BudgetStoreUnavailable
+                | FailureType::RateLimited
         )
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::config::Profile;
 use crate::error::Failure;
-use crate::pipeline::admit::{Admission, Commands};
+use crate::pipeline::admit::{Admission, Commands, Guarded};
 use crate::pipeline::finish::{conclude, fit_payload};
 use crate::pipeline::run::run_command;
 use crate::pipeline::validate::check_command;
@@ -31,9 +31,12 @@ impl Engine {
         raw: RawValue,
     ) -> Result<BatchResult, ActivityError> {
         let (input, redactor) = self.begin(&raw, |i: &SafeExecuteBatchInput| &i.env)?;
-        self.execute_batch(ctx, &input, &redactor)
-            .await
-            .map_err(|stop| stop.into_activity_error(&redactor))
+        let mut guarded = Guarded::default();
+        let outcome = self
+            .execute_batch(ctx, &input, &redactor, &mut guarded)
+            .await;
+        self.conclude(guarded, &outcome).await;
+        outcome.map_err(|stop| stop.into_activity_error(&redactor))
     }
 
     async fn execute_batch(
@@ -41,6 +44,7 @@ impl Engine {
         ctx: &ActivityContext,
         input: &SafeExecuteBatchInput,
         redactor: &Redactor,
+        guarded: &mut Guarded,
     ) -> Result<BatchResult, Stop> {
         let started = Instant::now();
         let run_id = input.run_id.as_str();
@@ -56,10 +60,11 @@ impl Engine {
         // 2. Admit every command before any runs.
         let admission = Admission {
             run_id,
+            profile: Profile::Sandbox,
             commands: Commands::Batch(commands.clone()),
             image: input.image.as_deref(),
         };
-        let image = self.admit(admission, redactor).await?;
+        let image = self.admit(ctx, admission, guarded, redactor).await?;
         // 3. Reserve the whole batch, 4. run the commands in order in one sandbox.
         let total = commands.len();
         let reservation = self.reserve(ctx, run_id, total).await?;

@@ -5,7 +5,7 @@
 use super::approve::{Audit, first_https_url};
 use crate::config::Profile;
 use crate::error::Failure;
-use crate::pipeline::admit::{Admission, Commands};
+use crate::pipeline::admit::{Admission, Commands, Guarded};
 use crate::pipeline::finish::{conclude, fit_payload};
 use crate::pipeline::run::run_command;
 use crate::pipeline::validate::check_command;
@@ -30,9 +30,10 @@ impl Engine {
         raw: RawValue,
     ) -> Result<DeploymentResult, ActivityError> {
         let (input, redactor) = self.begin(&raw, |i: &DeployWithApprovalInput| &i.env)?;
-        self.deploy(ctx, &input, &redactor)
-            .await
-            .map_err(|stop| stop.into_activity_error(&redactor))
+        let mut guarded = Guarded::default();
+        let outcome = self.deploy(ctx, &input, &redactor, &mut guarded).await;
+        self.conclude(guarded, &outcome).await;
+        outcome.map_err(|stop| stop.into_activity_error(&redactor))
     }
 
     async fn deploy(
@@ -40,6 +41,7 @@ impl Engine {
         ctx: &ActivityContext,
         input: &DeployWithApprovalInput,
         redactor: &Redactor,
+        guarded: &mut Guarded,
     ) -> Result<DeploymentResult, Stop> {
         let run_id = input.run_id.as_str();
         let workflow_id = ctx.info().workflow_id.clone().unwrap_or_default();
@@ -67,14 +69,20 @@ impl Engine {
         // 2. Admit: the approval covers the approval rule, never the deny rules.
         let admission = Admission {
             run_id,
+            profile: Profile::Production,
             commands: Commands::Approved(&input.command),
             image: None,
         };
-        let image = self.admit(admission, redactor).await.inspect_err(|f| {
-            if f.kind == FailureType::PolicyViolation {
-                blocked(f)
-            }
-        })?;
+        let image = self
+            .admit(ctx, admission, guarded, redactor)
+            .await
+            .inspect_err(|stop| {
+                if let Stop::Fail(f) = stop
+                    && f.kind == FailureType::PolicyViolation
+                {
+                    blocked(f)
+                }
+            })?;
         // 3. Reserve, 4. run.
         let reservation = self.reserve(ctx, run_id, 1).await?;
         let started = Instant::now();

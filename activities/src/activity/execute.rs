@@ -1,7 +1,7 @@
 //! `safeExecuteCode`: one command in a fresh sandbox, as the pipeline's steps.
 
 use crate::config::Profile;
-use crate::pipeline::admit::{Admission, Commands};
+use crate::pipeline::admit::{Admission, Commands, Guarded};
 use crate::pipeline::finish::{conclude, fit_payload};
 use crate::pipeline::run::run_command;
 use crate::pipeline::validate::{check_command, check_output_files};
@@ -22,9 +22,12 @@ impl Engine {
         raw: RawValue,
     ) -> Result<ExecutionResult, ActivityError> {
         let (input, redactor) = self.begin(&raw, |i: &SafeExecuteCodeInput| &i.env)?;
-        self.execute_code(ctx, &input, &redactor)
-            .await
-            .map_err(|stop| stop.into_activity_error(&redactor))
+        let mut guarded = Guarded::default();
+        let outcome = self
+            .execute_code(ctx, &input, &redactor, &mut guarded)
+            .await;
+        self.conclude(guarded, &outcome).await;
+        outcome.map_err(|stop| stop.into_activity_error(&redactor))
     }
 
     async fn execute_code(
@@ -32,6 +35,7 @@ impl Engine {
         ctx: &ActivityContext,
         input: &SafeExecuteCodeInput,
         redactor: &Redactor,
+        guarded: &mut Guarded,
     ) -> Result<ExecutionResult, Stop> {
         // 1. Validate.
         let run_id = input.run_id.as_str();
@@ -51,10 +55,11 @@ impl Engine {
         // 2. Admit.
         let admission = Admission {
             run_id,
+            profile: Profile::Sandbox,
             commands: Commands::One(&input.command),
             image: input.image.as_deref(),
         };
-        let image = self.admit(admission, redactor).await?;
+        let image = self.admit(ctx, admission, guarded, redactor).await?;
         // 3. Reserve, 4. run.
         let reservation = self.reserve(ctx, run_id, 1).await?;
         let started = Instant::now();

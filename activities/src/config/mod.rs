@@ -34,6 +34,8 @@ pub struct Config {
     pub approver_keys_file: Option<std::path::PathBuf>,
     /// Also append audit records here as JSON lines (`AE_AUDIT_FILE`).
     pub audit_file: Option<std::path::PathBuf>,
+    /// Rate limits, concurrency and circuit breaker per run.
+    pub guards: crate::guard::GuardSettings,
 }
 
 /// Limits and shape of every sandbox.
@@ -208,6 +210,7 @@ impl Default for Config {
             approvers: Vec::new(),
             approver_keys_file: None,
             audit_file: None,
+            guards: crate::guard::GuardSettings::default(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! profile overridden by whatever `--production-*` / `AE_PRODUCTION_*` sets) once.
 
 use super::{Config, EgressConfig, Limits, SandboxConfig};
+use crate::guard::GuardSettings;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -43,6 +44,21 @@ pub struct Settings {
     /// Largest serialised result, bytes.
     #[arg(long, env = "AE_MAX_RESULT_BYTES", default_value_t = 1536 * 1024, value_parser = trimmed::<usize>)]
     pub max_result_bytes: usize,
+    /// Requests a minute one run may make in the `sandbox` profile (0: no limit).
+    #[arg(long, env = "AE_RATE_SANDBOX_PER_MIN", default_value_t = 10, value_parser = trimmed::<u32>)]
+    pub rate_sandbox_per_min: u32,
+    /// Deploys a minute one run may make (the `production` profile; 0: no limit).
+    #[arg(long, env = "AE_RATE_PRODUCTION_PER_MIN", default_value_t = 100, value_parser = trimmed::<u32>)]
+    pub rate_production_per_min: u32,
+    /// Executions of one run at once across the fleet; more wait for a slot (0: no limit).
+    #[arg(long, env = "AE_MAX_CONCURRENT_PER_RUN", default_value_t = 3, value_parser = trimmed::<u32>)]
+    pub max_concurrent_per_run: u32,
+    /// Consecutive failures that open a run's circuit breaker (0: no breaker).
+    #[arg(long, env = "AE_CIRCUIT_FAILURES", default_value_t = 3, value_parser = trimmed::<u32>)]
+    pub circuit_failures: u32,
+    /// Seconds an open circuit stays open before one trial request is let through.
+    #[arg(long, env = "AE_CIRCUIT_COOLDOWN_SECS", default_value_t = 300, value_parser = trimmed::<u64>)]
+    pub circuit_cooldown_secs: u64,
     /// Pre-started sandboxes kept ready (0: no warm pool).
     #[arg(long, env = "AE_POOL_SIZE", default_value_t = 0, value_parser = trimmed::<usize>)]
     pub pool_size: usize,
@@ -176,6 +192,13 @@ impl Settings {
             approvers: nonempty(self.approvers),
             approver_keys_file: self.approver_keys_file,
             audit_file: self.audit_file,
+            guards: GuardSettings {
+                rate_sandbox_per_min: self.rate_sandbox_per_min,
+                rate_production_per_min: self.rate_production_per_min,
+                max_concurrent_per_run: self.max_concurrent_per_run,
+                circuit_failures: self.circuit_failures,
+                circuit_cooldown: Duration::from_secs(self.circuit_cooldown_secs),
+            },
             sandbox: SandboxConfig {
                 image: self.sandbox_image,
                 allowed_images: nonempty(self.allowed_images),
@@ -304,6 +327,7 @@ mod tests {
         assert_eq!(c.redis_url, d.redis_url);
         assert_eq!(c.cost_per_execution, d.cost_per_execution);
         assert_eq!(c.default_budget, d.default_budget);
+        assert_eq!(c.guards, d.guards);
         assert_eq!(c.sandbox.default_profile, Limits::default());
         assert_eq!(c.sandbox.production, Limits::default());
         assert_eq!(c.sandbox.max_result_bytes, d.sandbox.max_result_bytes);

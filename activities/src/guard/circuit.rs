@@ -78,13 +78,33 @@ impl Guards {
         trial: Option<&str>,
         ok: bool,
     ) -> Result<String, GuardError> {
+        self.record(run_id, trial, if ok { "ok" } else { "fail" })
+            .await
+    }
+
+    /// Records that an admitted request ended without a verdict (kill switch, cancellation):
+    /// nothing is counted, and a trial gives up its place.
+    pub async fn record_no_verdict(
+        &self,
+        run_id: &str,
+        trial: Option<&str>,
+    ) -> Result<String, GuardError> {
+        self.record(run_id, trial, "skip").await
+    }
+
+    async fn record(
+        &self,
+        run_id: &str,
+        trial: Option<&str>,
+        verdict: &str,
+    ) -> Result<String, GuardError> {
         if self.settings.circuit_failures == 0 {
             return Ok("closed".into());
         }
         let state: String = self
             .circuit_record
             .key(keys::circuit(run_id))
-            .arg(if ok { "ok" } else { "fail" })
+            .arg(verdict)
             .arg(trial.unwrap_or(""))
             .arg(self.settings.circuit_failures)
             .arg(self.settings.circuit_cooldown.as_millis() as u64)
@@ -199,6 +219,12 @@ mod tests {
             "open"
         );
         assert_eq!(admitted(&g, "r").await, None);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        // A trial that ends without a verdict gives its place to the next request.
+        let trial = admitted(&g, "r").await.unwrap().unwrap();
+        assert_eq!(admitted(&g, "r").await, None);
+        g.record_no_verdict("r", Some(&trial)).await.unwrap();
+        assert!(admitted(&g, "r").await.unwrap().is_some());
         g.reset_circuit("r").await.unwrap();
         assert_eq!(admitted(&g, "r").await, Some(None));
         assert_eq!(g.circuit_status("r").await.unwrap().state, "closed");

@@ -2,8 +2,10 @@
 //!
 //! 1. [`validate`]: decode the input (InvalidInput when malformed) and check what serde cannot
 //!    (run id, commands, env, timeouts, files, domains). No side effects.
-//! 2. [`admit`]: may this run? The policy, the image allowlist, the kill switch. Every guardrail
-//!    is one more check in [`Engine::admit`], and so applies to all three activities.
+//! 2. [`admit`]: may this run? The run's rate limit and circuit breaker, the policy, the image
+//!    allowlist, the kill switch, a concurrency slot. Every guardrail is one more check in
+//!    [`Engine::admit`], and so applies to all three activities; [`Engine::conclude`] tells the
+//!    circuit breaker how the request ended.
 //! 3. [`reserve`]: charge the budget atomically, once per attempt. The [`reserve::Reservation`]
 //!    gives the charge back if the command never starts, on every path (also when dropped).
 //! 4. [`run`]: start the sandbox, copy the files in, run the command while heartbeating and
@@ -27,6 +29,7 @@ use crate::budget::BudgetStore;
 use crate::config::Config;
 use crate::control::KillSwitch;
 use crate::error::Failure;
+use crate::guard::Guards;
 use crate::policy::Policy;
 use crate::redact::Redactor;
 use crate::sandbox::SandboxEngine;
@@ -43,6 +46,7 @@ pub struct Engine {
     pub(crate) approvals: ApprovalPolicy,
     pub(crate) audit: AuditLog,
     pub(crate) kill_switch: KillSwitch,
+    pub(crate) guards: Guards,
 }
 
 impl Engine {
@@ -67,8 +71,10 @@ impl Engine {
         };
         let audit = AuditLog::new(config.audit_file.clone())?;
         let kill_switch = KillSwitch::new(budget.connection());
+        let guards = Guards::new(budget.connection(), config.guards.clone());
         Ok(Engine {
             kill_switch,
+            guards,
             policy: Policy::standard(),
             redactor: Redactor::standard(),
             budget,
