@@ -20,13 +20,11 @@ use ae_workflows_spec::{
 };
 use std::sync::atomic::Ordering;
 use std::time::Instant;
-use temporalio_client::WorkflowFetchHistoryOptions;
-use temporalio_common::UntypedWorkflow;
 use temporalio_common::data_converters::RawValue;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 /// Default deploy timeout, ms.
-pub const DEFAULT_DEPLOY_TIMEOUT_MS: u64 = 300_000;
+pub use ae_workflows_spec::deploy::DEFAULT_DEPLOY_TIMEOUT_MS;
 
 impl Engine {
     /// The `deployWithApproval` activity.
@@ -91,6 +89,7 @@ impl Engine {
         )?;
         let plan = DeploymentPlan::of(input);
         let domains = check_domains(Some(&plan.allowed_domains))?;
+        let image = self.check_image(input.image.as_deref())?;
 
         // 1. An approval is always needed.
         let Some(claimed) = &input.approval else {
@@ -115,9 +114,14 @@ impl Engine {
         };
 
         // 2. ... and it must be in the workflow's history.
-        let verified = match self
-            .verify_approval(ctx, &workflow_id, &claimed.approver, &plan.plan_digest)
-            .await
+        let verified = match crate::approval::check(
+            &self.approvals,
+            &self.budget,
+            ctx,
+            &claimed.approver,
+            &plan.plan_digest,
+        )
+        .await
         {
             Ok(v) => v,
             Err(f) => {
@@ -136,6 +140,7 @@ impl Engine {
             "identity": verified.identity,
             "signed": verified.signed,
             "planDigest": plan.plan_digest,
+            "signalEventId": verified.event_id,
         });
         audit(
             &verified.approver,
@@ -215,7 +220,7 @@ impl Engine {
                 &files,
                 SandboxSpec {
                     profile: "production",
-                    image: self.config.sandbox.image.clone(),
+                    image,
                     // The approved plan names the hosts; the approval covers exactly those.
                     domains,
                 },
@@ -302,34 +307,6 @@ impl Engine {
             approver_identity: verified.identity,
             duration_ms: r.duration_ms,
         })
-    }
-
-    async fn verify_approval(
-        &self,
-        ctx: &ActivityContext,
-        workflow_id: &str,
-        approver: &str,
-        plan_digest: &str,
-    ) -> Result<crate::approval::Verified, Failure> {
-        let Some(handle) = ctx.workflow_handle::<UntypedWorkflow>() else {
-            return Err(Failure::new(
-                FailureType::ApprovalInvalid,
-                "deployWithApproval must be called from a workflow: approvals are signals to it",
-            ));
-        };
-        let events = handle
-            .fetch_history(WorkflowFetchHistoryOptions::default())
-            .into_events()
-            .await
-            .map_err(|e| {
-                // Cannot read the history: retryable, like any outage; nothing is deployed.
-                Failure::new(
-                    FailureType::SandboxUnavailable,
-                    format!("cannot read the workflow's history to verify the approval: {e}"),
-                )
-            })?;
-        self.approvals
-            .verify(&events, workflow_id, approver, plan_digest)
     }
 }
 
