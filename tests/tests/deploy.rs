@@ -76,6 +76,20 @@ async fn start_and_wait_for_plan(
     }
 }
 
+/// What an operator does after reading the plan: approve it by its digest with the CLI.
+fn approve_with_cli(workflow_id: &str, plan: &DeploymentPlan) {
+    temporal_cli(&[
+        "workflow",
+        "signal",
+        "--workflow-id",
+        workflow_id,
+        "--name",
+        "approveDeployment",
+        "--input",
+        &json!({"approver": "ops-lead", "planDigest": plan.plan_digest}).to_string(),
+    ]);
+}
+
 async fn result_of(workflow_id: &str) -> Result<BuildAndDeployResult, SeenFailure> {
     let client = harness().client().await;
     let handle = client.get_workflow_handle::<BuildAndDeployWorkflow>(workflow_id);
@@ -115,7 +129,8 @@ async fn an_approval_sent_with_the_temporal_cli_lets_the_deploy_run() {
         "--name",
         "approveDeployment",
         "--input",
-        r#"{"approver":"ops-lead","comment":"ship it"}"#,
+        &json!({"approver": "ops-lead", "comment": "ship it", "planDigest": plan.plan_digest})
+            .to_string(),
     ]);
 
     let r = result_of(&workflow_id)
@@ -203,17 +218,8 @@ async fn a_hardcoded_credential_blocks_the_deploy_naming_file_and_line() {
         path: "src/config.js".into(),
         content: "export const region = 'eu';\nexport const apiKey = \"sk-proj-abcdefghijklmnopqrstuvwxyz123456\";\n".into(),
     });
-    let (workflow_id, _) = start_and_wait_for_plan(ae_workflows_spec::TASK_QUEUE, input).await;
-    temporal_cli(&[
-        "workflow",
-        "signal",
-        "--workflow-id",
-        &workflow_id,
-        "--name",
-        "approveDeployment",
-        "--input",
-        r#"{"approver":"ops-lead"}"#,
-    ]);
+    let (workflow_id, plan) = start_and_wait_for_plan(ae_workflows_spec::TASK_QUEUE, input).await;
+    approve_with_cli(&workflow_id, &plan);
     let e = result_of(&workflow_id).await.expect_err("blocked");
     assert_eq!(e.r#type, "SecretsDetected");
     assert!(e.message.contains("src/config.js:2"), "{}", e.message);
@@ -300,17 +306,9 @@ async fn signed_approvals_are_required_when_keys_are_configured() {
     let w = start_worker(&[("AE_APPROVER_KEYS_FILE", keys.to_str().unwrap())]);
 
     // An unsigned approval from the CLI is not enough.
-    let (unsigned, _) = start_and_wait_for_plan(&w.task_queue, project(&run_id("unsigned"))).await;
-    temporal_cli(&[
-        "workflow",
-        "signal",
-        "--workflow-id",
-        &unsigned,
-        "--name",
-        "approveDeployment",
-        "--input",
-        r#"{"approver":"ops-lead"}"#,
-    ]);
+    let (unsigned, plan) =
+        start_and_wait_for_plan(&w.task_queue, project(&run_id("unsigned"))).await;
+    approve_with_cli(&unsigned, &plan);
     let e = result_of(&unsigned).await.expect_err("unsigned");
     assert_eq!(e.r#type, "ApprovalInvalid");
 
@@ -323,6 +321,7 @@ async fn signed_approvals_are_required_when_keys_are_configured() {
             &signed,
             "--approver",
             "ops-lead",
+            "--yes",
             "--key",
         ])
         .arg(&key)
@@ -355,17 +354,8 @@ async fn the_production_profile_has_its_own_limits() {
     let limits = "$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)-$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)-$(df -k /workspace | tail -n 1 | tr -s ' ' | cut -d' ' -f2)-$(ulimit -n)";
     let mut input = project(&run_id("profile"));
     input.deploy_command = Some(format!("echo https://limits.example/{limits}"));
-    let (workflow_id, _) = start_and_wait_for_plan(&w.task_queue, input).await;
-    temporal_cli(&[
-        "workflow",
-        "signal",
-        "--workflow-id",
-        &workflow_id,
-        "--name",
-        "approveDeployment",
-        "--input",
-        r#"{"approver":"ops-lead"}"#,
-    ]);
+    let (workflow_id, plan) = start_and_wait_for_plan(&w.task_queue, input).await;
+    approve_with_cli(&workflow_id, &plan);
     let r = result_of(&workflow_id)
         .await
         .unwrap_or_else(|e| panic!("{e:?}"));
