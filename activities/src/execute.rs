@@ -571,7 +571,10 @@ pub fn charge_id(ctx: &ActivityContext) -> String {
                 Some(run) => run.to_string(),
                 None => ae_workflows_spec::deploy::sha256_hex(&info.task_token)[..32].to_string(),
             };
-            format!("standalone-{execution}:{}:{}", info.activity_id, info.attempt)
+            format!(
+                "standalone-{execution}:{}:{}",
+                info.activity_id, info.attempt
+            )
         }
     }
 }

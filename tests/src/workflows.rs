@@ -3,8 +3,8 @@
 //! one deploys after an approval signal (sent by a person's client or by its own child
 //! workflow), so tests can try to misuse an approval.
 
-use ae_workflows_spec::ApproveDeployment;
 use ae_workflows_spec::workflow::BuildAndDeployWorkflow;
+use ae_workflows_spec::{ApproveDeployment, DeploymentPlan};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
     ActivityCancellationType, ActivityExecutionError, ActivityOptions, ChildWorkflowOptions,
     SignalWorkflowOptions, SyncWorkflowContext, WorkflowCancellationToken, WorkflowContext,
-    WorkflowResult,
+    WorkflowContextView, WorkflowResult,
 };
 
 /// Task queue the test workflow worker polls.
@@ -159,6 +159,8 @@ pub struct DeployAfterApproval {
     /// When set, a child workflow sends this `approveDeployment` payload to this workflow
     /// (the attack: a workflow approving its own deploy).
     pub child_approval: Option<ApproveDeployment>,
+    /// What the `pendingApproval` query answers (a test can make it show a forged plan).
+    pub shown_plan: Option<DeploymentPlan>,
 }
 
 /// Waits for an `approveDeployment` signal (from a person's client, or from its own child
@@ -167,6 +169,7 @@ pub struct DeployAfterApproval {
 #[derive(Default)]
 pub struct DeployAfterApprovalWorkflow {
     approvals: usize,
+    shown: Option<DeploymentPlan>,
 }
 
 #[workflow_methods]
@@ -176,6 +179,7 @@ impl DeployAfterApprovalWorkflow {
         ctx: &mut WorkflowContext<Self>,
         req: DeployAfterApproval,
     ) -> WorkflowResult<Vec<Outcome>> {
+        ctx.state_mut(|s| s.shown = req.shown_plan.clone());
         if let Some(approval) = req.child_approval.clone() {
             let child = ctx
                 .start_child_workflow(
@@ -231,6 +235,12 @@ impl DeployAfterApprovalWorkflow {
         _approval: ApproveDeployment,
     ) {
         self.approvals += 1;
+    }
+
+    /// Whatever plan the test asked this workflow to show.
+    #[query(name = "pendingApproval")]
+    pub fn pending_approval(&self, _ctx: &WorkflowContextView) -> Option<DeploymentPlan> {
+        self.shown.clone()
     }
 }
 
