@@ -126,6 +126,12 @@ async fn an_approval_sent_with_the_temporal_cli_lets_the_deploy_run() {
         "pendingApproval",
     ]);
     assert!(shown.contains(&plan.plan_digest), "{shown}");
+    // The plan names the deploy's env variables with the SHA-256 of their values, never a value.
+    assert_eq!(plan.env.len(), 1);
+    assert_eq!(plan.env[0].name, "VERCEL_TOKEN");
+    assert!(shown.contains("VERCEL_TOKEN"), "{shown}");
+    assert!(!shown.contains("0123456789abcdef"), "{shown}");
+    assert_eq!(plan.recompute_digest(), plan.plan_digest);
     temporal_cli(&[
         "workflow",
         "signal",
@@ -264,7 +270,12 @@ async fn deploying_without_an_approval_is_approval_required_with_the_plan() {
         json!(["api.vercel.com", "vercel.com"])
     );
     assert!(plan["warning"].as_str().unwrap().contains("PRODUCTION"));
+    assert_eq!(plan["profile"], "production");
+    assert_eq!(plan["timeout"], 300000);
+    assert_eq!(plan["image"], serde_json::Value::Null);
     assert_eq!(plan["planDigest"].as_str().unwrap().len(), 64);
+    // The worker and a workflow compute the same digest from the same input.
+    assert_eq!(plan["planDigest"], digest_of(&deploy_input(&run)).as_str());
     assert!(
         audit_records(&workflow_id)
             .iter()

@@ -353,7 +353,8 @@ mod tests {
         assert_eq!(base.plan_digest.len(), 64);
         assert_eq!(base.plan_digest, DeploymentPlan::of(&input()).plan_digest);
         assert_eq!(base.plan_digest, base.recompute_digest());
-        let changed: Vec<Box<dyn Fn(&mut DeployWithApprovalInput)>> = vec![
+        type Change = Box<dyn Fn(&mut DeployWithApprovalInput)>;
+        let changed: Vec<Change> = vec![
             Box::new(|i| i.run_id = "r2".into()),
             Box::new(|i| i.platform = "netlify".into()),
             Box::new(|i| i.command = "vercel deploy".into()),
