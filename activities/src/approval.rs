@@ -1,23 +1,42 @@
-//! Verifying a deployment approval against the calling workflow's history.
+//! Verifying a deployment approval against the calling workflow's history, and spending it.
 //!
 //! The `approval` a workflow passes is only a claim. The worker accepts it only if the Temporal
-//! server's history of that workflow holds an `approveDeployment` signal from that approver with
-//! no `rejectDeployment` after it, and records the client identity the server stored with the
-//! signal. That identity is whatever the sending client claims, so approvals can also be signed:
-//! with approver keys configured, the signal must carry the plan's digest and an Ed25519
-//! signature over (workflow id, digest, approver) that verifies with the approver's key. An
-//! optional allowlist limits who may approve. This module owns those checks; it does not run
-//! anything.
+//! server's history of that workflow run holds an `approveDeployment` signal from that approver
+//!
+//! - sent by a client (the server leaves `externalWorkflowExecution` empty), not by a workflow:
+//!   a workflow, the caller itself or a child of it, cannot approve its own deploy;
+//! - naming the `planDigest` of exactly the plan being deployed;
+//! - with no `rejectDeployment` after it;
+//! - not yet used by another deployment: the first `deployWithApproval` activity that cites it
+//!   records itself in Redis (`ae:approval:used:<workflowRunId>:<eventId>`, SET-if-absent), and
+//!   any other activity citing it is refused; retries of the same activity pass. When Redis
+//!   cannot answer the deploy fails closed and retryably (BudgetStoreUnavailable).
+//!
+//! It records the client identity the server stored with the signal. That identity, like the
+//! approver name, is whatever the sending client claims, so approvals can also be signed: with
+//! approver keys configured, the signal must carry an Ed25519 signature over
+//! [`approval_message`] (namespace, workflow id, run id, plan digest, approver, expiry) that
+//! verifies with the approver's key and has not expired. An optional allowlist limits who may
+//! approve. A standalone activity (no workflow) has no history to hold a signal, so its
+//! approval is always invalid. This module owns those checks; it does not run anything.
 
+use crate::budget::BudgetStore;
 use crate::error::Failure;
-use ae_workflows_spec::deploy::{APPROVE_SIGNAL, REJECT_SIGNAL, approval_message};
+use ae_workflows_spec::deploy::{APPROVE_SIGNAL, ApprovalSubject, REJECT_SIGNAL, approval_message};
 use ae_workflows_spec::{ApproveDeployment, FailureType, RejectDeployment};
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use temporalio_client::WorkflowFetchHistoryOptions;
+use temporalio_common::UntypedWorkflow;
 use temporalio_common::protos::temporal::api::history::v1::{
     HistoryEvent, history_event::Attributes,
 };
+use temporalio_sdk::activities::ActivityContext;
+
+/// How long the record of a used approval is kept: longer than any deploy workflow waits.
+pub const USED_TTL: Duration = Duration::from_secs(90 * 24 * 60 * 60);
 
 /// Who may approve and how.
 #[derive(Debug, Clone, Default)]
@@ -26,6 +45,21 @@ pub struct ApprovalPolicy {
     pub allowed: Vec<String>,
     /// When not empty, approvals must be signed with the approver's key.
     pub keys: HashMap<String, VerifyingKey>,
+}
+
+/// The deployment an approval must be for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deployment<'a> {
+    /// The Temporal namespace.
+    pub namespace: &'a str,
+    /// The workflow that runs the deploy (and must have received the signal).
+    pub workflow_id: &'a str,
+    /// Its run.
+    pub run_id: &'a str,
+    /// The approver the workflow names.
+    pub approver: &'a str,
+    /// The digest of the plan being deployed.
+    pub plan_digest: &'a str,
 }
 
 /// A verified approval.
@@ -39,6 +73,112 @@ pub struct Verified {
     pub comment: Option<String>,
     /// Whether a signature was verified.
     pub signed: bool,
+    /// The signal's event id in the workflow's history: what "this approval" means.
+    pub event_id: i64,
+}
+
+fn invalid(message: String) -> Failure {
+    Failure::new(FailureType::ApprovalInvalid, message)
+}
+
+/// Verifies the approval a `deployWithApproval` activity cites and spends it on this activity.
+/// The one entry point of the deploy path.
+pub async fn check(
+    policy: &ApprovalPolicy,
+    store: &BudgetStore,
+    ctx: &ActivityContext,
+    approver: &str,
+    plan_digest: &str,
+) -> Result<Verified, Failure> {
+    let info = ctx.info();
+    let non_empty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+    let (Some(workflow_id), Some(run_id)) = (
+        non_empty(&info.workflow_id),
+        non_empty(&info.workflow_run_id),
+    ) else {
+        return Err(invalid(
+            "deployWithApproval ran without a workflow (a standalone activity): an approval is an \
+             approveDeployment signal to the workflow that deploys, so there is none to verify"
+                .into(),
+        ));
+    };
+    let Some(handle) = ctx.workflow_handle::<UntypedWorkflow>() else {
+        return Err(invalid(
+            "deployWithApproval must be called from a workflow: approvals are signals to it".into(),
+        ));
+    };
+    let events = handle
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .into_events()
+        .await
+        .map_err(|e| {
+            // Cannot read the history: retryable, like any outage; nothing is deployed.
+            Failure::new(
+                FailureType::SandboxUnavailable,
+                format!("cannot read the workflow's history to verify the approval: {e}"),
+            )
+        })?;
+    let deployment = Deployment {
+        namespace: &info.namespace,
+        workflow_id: &workflow_id,
+        run_id: &run_id,
+        approver,
+        plan_digest,
+    };
+    let verified = policy.verify(&events, &deployment, unix_now())?;
+    spend(store, &run_id, verified.event_id, &info.activity_id).await?;
+    Ok(verified)
+}
+
+/// The Redis key recording which activity used the approval signalled as `event_id`.
+pub fn used_key(workflow_run_id: &str, event_id: i64) -> String {
+    format!("ae:approval:used:{workflow_run_id}:{event_id}")
+}
+
+/// Sets the key to `activity_id` unless it exists; returns the activity recorded.
+const CLAIM_LUA: &str = r#"
+local owner = redis.call('GET', KEYS[1])
+if owner then return owner end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return ARGV[1]
+"#;
+
+/// Records that `activity_id` uses the approval `event_id` of `workflow_run_id`. Another
+/// activity that already used it makes this ApprovalInvalid; the same activity (a retry)
+/// passes; Redis not answering is BudgetStoreUnavailable (retryable, nothing deployed).
+pub async fn spend(
+    store: &BudgetStore,
+    workflow_run_id: &str,
+    event_id: i64,
+    activity_id: &str,
+) -> Result<(), Failure> {
+    let key = used_key(workflow_run_id, event_id);
+    let owner: String = redis::Script::new(CLAIM_LUA)
+        .key(&key)
+        .arg(activity_id)
+        .arg(USED_TTL.as_secs())
+        .invoke_async(&mut store.connection())
+        .await
+        .map_err(|e| {
+            Failure::new(
+                FailureType::BudgetStoreUnavailable,
+                format!("cannot record the use of the approval in Redis: {e}"),
+            )
+        })?;
+    if owner != activity_id {
+        return Err(invalid(format!(
+            "the approval (signal event {event_id}) was already used by deployment activity \
+             {owner:?} of this workflow run; one approval authorises one deployment"
+        )));
+    }
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl ApprovalPolicy {
@@ -66,20 +206,22 @@ impl ApprovalPolicy {
         Ok(keys)
     }
 
-    /// Checks `approver`'s approval of `plan_digest` in `events` of workflow `workflow_id`.
+    /// Checks the approval of `d` in `events` (the history of `d`'s workflow run) at Unix time
+    /// `now`: the latest `approveDeployment` from the approver sent by a client, not followed by
+    /// a rejection, naming `d.plan_digest`, signed and unexpired when keys are configured.
     pub fn verify(
         &self,
         events: &[HistoryEvent],
-        workflow_id: &str,
-        approver: &str,
-        plan_digest: &str,
+        d: &Deployment<'_>,
+        now: u64,
     ) -> Result<Verified, Failure> {
-        let invalid = |m: String| Failure::new(FailureType::ApprovalInvalid, m);
+        let approver = d.approver;
         if !self.allowed.is_empty() && !self.allowed.iter().any(|a| a == approver) {
             return Err(invalid(format!("{approver:?} is not an allowed approver")));
         }
-        let mut found: Option<(ApproveDeployment, String)> = None;
+        let mut found: Option<(ApproveDeployment, String, i64)> = None;
         let mut rejected_by: Option<String> = None;
+        let mut from_workflow: Option<String> = None;
         for e in events {
             let Some(Attributes::WorkflowExecutionSignaledEventAttributes(a)) = &e.attributes
             else {
@@ -89,13 +231,21 @@ impl ApprovalPolicy {
                 continue;
             };
             if a.signal_name == APPROVE_SIGNAL {
-                if let Ok(s) = serde_json::from_slice::<ApproveDeployment>(&payload.data)
-                    && s.approver == approver
-                {
-                    found = Some((s, a.identity.clone()));
-                    rejected_by = None;
+                let Ok(s) = serde_json::from_slice::<ApproveDeployment>(&payload.data) else {
+                    continue;
+                };
+                if s.approver != approver {
+                    continue;
                 }
+                if let Some(w) = &a.external_workflow_execution {
+                    // A workflow sent it: not a person's approval, whatever it claims.
+                    from_workflow = Some(w.workflow_id.clone());
+                    continue;
+                }
+                found = Some((s, a.identity.clone(), e.event_id));
+                rejected_by = None;
             } else if a.signal_name == REJECT_SIGNAL && found.is_some() {
+                // A rejection counts from anyone: refusing is always safe.
                 let who = serde_json::from_slice::<RejectDeployment>(&payload.data)
                     .map(|r| r.approver)
                     .unwrap_or_else(|_| "someone".into());
@@ -103,21 +253,39 @@ impl ApprovalPolicy {
                 rejected_by = Some(who);
             }
         }
-        let Some((signal, identity)) = found else {
-            return Err(invalid(match rejected_by {
-                Some(who) => {
+        let workflow_id = d.workflow_id;
+        let Some((signal, identity, event_id)) = found else {
+            return Err(invalid(match (rejected_by, from_workflow) {
+                (Some(who), _) => {
                     format!("the approval by {approver} was followed by a rejection from {who}")
                 }
-                None => format!(
+                (None, Some(sender)) => format!(
+                    "the {APPROVE_SIGNAL} signal from {approver:?} was sent by workflow \
+                     {sender:?}, not by a client: only a person's client can approve a deployment"
+                ),
+                (None, None) => format!(
                     "no {APPROVE_SIGNAL} signal from {approver:?} was received by workflow {workflow_id}"
                 ),
             }));
         };
-        if let Some(d) = &signal.plan_digest
-            && d != plan_digest
+        let plan_digest = d.plan_digest;
+        let Some(digest) = signal.plan_digest.as_deref() else {
+            return Err(invalid(format!(
+                "the approval by {approver} names no planDigest: an approval must name the \
+                 planDigest of the plan it approves (shown by the pendingApproval query), here \
+                 {plan_digest}"
+            )));
+        };
+        if digest != plan_digest {
+            return Err(invalid(format!(
+                "the approval is for plan {digest}, not for the plan being deployed ({plan_digest})"
+            )));
+        }
+        if let Some(expires_at) = signal.expires_at
+            && now > expires_at
         {
             return Err(invalid(format!(
-                "the approval is for plan {d}, not for the plan being deployed ({plan_digest})"
+                "the approval by {approver} expired at {expires_at} (Unix time)"
             )));
         }
         let mut signed = false;
@@ -126,26 +294,29 @@ impl ApprovalPolicy {
                 .keys
                 .get(approver)
                 .ok_or_else(|| invalid(format!("no signing key is configured for {approver:?}")))?;
-            if signal.plan_digest.is_none() {
-                return Err(invalid(
-                    "the approval names no planDigest; signed approvals must".into(),
-                ));
-            }
             let sig = signal.signature.as_deref().ok_or_else(|| {
                 invalid("the approval is not signed; approver keys are configured".into())
+            })?;
+            let expires_at = signal.expires_at.ok_or_else(|| {
+                invalid("the signed approval has no expiresAt; signed approvals must".into())
             })?;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(sig)
                 .map_err(|_| invalid("the approval's signature is not base64".into()))?;
             let sig = Signature::from_slice(&bytes)
                 .map_err(|_| invalid("the approval's signature is malformed".into()))?;
-            key.verify(
-                approval_message(workflow_id, plan_digest, approver).as_bytes(),
-                &sig,
-            )
-            .map_err(|_| {
+            let message = approval_message(&ApprovalSubject {
+                namespace: d.namespace,
+                workflow_id,
+                run_id: d.run_id,
+                plan_digest,
+                approver,
+                expires_at,
+            });
+            key.verify(message.as_bytes(), &sig).map_err(|_| {
                 invalid(format!(
-                    "the signature does not verify with {approver}'s key"
+                    "the signature does not verify with {approver}'s key for this namespace, \
+                     workflow run, plan and expiry"
                 ))
             })?;
             signed = true;
@@ -155,6 +326,7 @@ impl ApprovalPolicy {
             identity,
             comment: signal.comment,
             signed,
+            event_id,
         })
     }
 }
@@ -163,11 +335,26 @@ impl ApprovalPolicy {
 mod tests {
     use super::*;
     use ed25519_dalek::{Signer, SigningKey};
-    use temporalio_common::protos::temporal::api::common::v1::{Payload, Payloads};
+    use temporalio_common::protos::temporal::api::common::v1::{
+        Payload, Payloads, WorkflowExecution,
+    };
     use temporalio_common::protos::temporal::api::history::v1::WorkflowExecutionSignaledEventAttributes;
+
+    const D: &str = "d";
+
+    fn dep<'a>(approver: &'a str, digest: &'a str) -> Deployment<'a> {
+        Deployment {
+            namespace: "default",
+            workflow_id: "wf",
+            run_id: "run",
+            approver,
+            plan_digest: digest,
+        }
+    }
 
     fn signal(name: &str, body: serde_json::Value, identity: &str) -> HistoryEvent {
         HistoryEvent {
+            event_id: 5,
             attributes: Some(Attributes::WorkflowExecutionSignaledEventAttributes(
                 WorkflowExecutionSignaledEventAttributes {
                     signal_name: name.into(),
@@ -185,43 +372,41 @@ mod tests {
         }
     }
 
-    #[test]
-    fn accepts_an_approval_and_records_the_identity() {
-        let events = [signal(
+    fn approve(approver: &str) -> HistoryEvent {
+        signal(
             APPROVE_SIGNAL,
-            serde_json::json!({"approver": "ops-lead"}),
+            serde_json::json!({"approver": approver, "planDigest": D}),
             "cli@host",
-        )];
+        )
+    }
+
+    #[test]
+    fn accepts_an_approval_and_records_the_identity_and_event() {
         let v = ApprovalPolicy::default()
-            .verify(&events, "wf", "ops-lead", "d")
+            .verify(&[approve("ops-lead")], &dep("ops-lead", D), 0)
             .unwrap();
         assert_eq!(v.identity, "cli@host");
+        assert_eq!(v.event_id, 5);
         assert!(!v.signed);
     }
 
     #[test]
     fn refuses_missing_other_approver_rejected_and_disallowed() {
         let p = ApprovalPolicy::default();
-        assert!(p.verify(&[], "wf", "ops-lead", "d").is_err());
-        let other = [signal(
-            APPROVE_SIGNAL,
-            serde_json::json!({"approver": "mallory"}),
-            "x",
-        )];
-        assert!(p.verify(&other, "wf", "ops-lead", "d").is_err());
+        assert!(p.verify(&[], &dep("ops-lead", D), 0).is_err());
+        assert!(
+            p.verify(&[approve("mallory")], &dep("ops-lead", D), 0)
+                .is_err()
+        );
         let rejected = [
-            signal(
-                APPROVE_SIGNAL,
-                serde_json::json!({"approver": "ops-lead"}),
-                "x",
-            ),
+            approve("ops-lead"),
             signal(
                 REJECT_SIGNAL,
                 serde_json::json!({"approver": "sec", "reason": "no"}),
                 "y",
             ),
         ];
-        let e = p.verify(&rejected, "wf", "ops-lead", "d").unwrap_err();
+        let e = p.verify(&rejected, &dep("ops-lead", D), 0).unwrap_err();
         assert!(e.message.contains("rejection"), "{}", e.message);
         let re_approved = [
             signal(
@@ -229,73 +414,131 @@ mod tests {
                 serde_json::json!({"approver": "sec", "reason": "no"}),
                 "y",
             ),
-            signal(
-                APPROVE_SIGNAL,
-                serde_json::json!({"approver": "ops-lead"}),
-                "x",
-            ),
+            approve("ops-lead"),
         ];
-        assert!(p.verify(&re_approved, "wf", "ops-lead", "d").is_ok());
+        assert!(p.verify(&re_approved, &dep("ops-lead", D), 0).is_ok());
         let allow = ApprovalPolicy {
             allowed: vec!["cto".into()],
             ..Default::default()
         };
-        let ok = [signal(
-            APPROVE_SIGNAL,
-            serde_json::json!({"approver": "ops-lead"}),
-            "x",
-        )];
-        assert!(allow.verify(&ok, "wf", "ops-lead", "d").is_err());
+        assert!(
+            allow
+                .verify(&[approve("ops-lead")], &dep("ops-lead", D), 0)
+                .is_err()
+        );
     }
 
     #[test]
-    fn an_approval_for_another_plan_is_invalid() {
-        let events = [signal(
+    fn a_signal_sent_by_a_workflow_does_not_count() {
+        let mut e = approve("ops-lead");
+        if let Some(Attributes::WorkflowExecutionSignaledEventAttributes(a)) = &mut e.attributes {
+            a.identity = "history-service".into();
+            a.external_workflow_execution = Some(WorkflowExecution {
+                workflow_id: "child".into(),
+                run_id: "r".into(),
+            });
+        }
+        let f = ApprovalPolicy::default()
+            .verify(&[e], &dep("ops-lead", D), 0)
+            .unwrap_err();
+        assert_eq!(f.kind, FailureType::ApprovalInvalid);
+        assert!(f.message.contains("\"child\""), "{}", f.message);
+    }
+
+    #[test]
+    fn an_approval_must_name_this_plan() {
+        let p = ApprovalPolicy::default();
+        let other = [signal(
             APPROVE_SIGNAL,
             serde_json::json!({"approver": "a", "planDigest": "other"}),
             "x",
         )];
-        let e = ApprovalPolicy::default()
-            .verify(&events, "wf", "a", "mine")
-            .unwrap_err();
+        let e = p.verify(&other, &dep("a", "mine"), 0).unwrap_err();
         assert_eq!(e.kind, FailureType::ApprovalInvalid);
+        let none = [signal(
+            APPROVE_SIGNAL,
+            serde_json::json!({"approver": "a"}),
+            "x",
+        )];
+        let e = p.verify(&none, &dep("a", "mine"), 0).unwrap_err();
+        assert_eq!(e.kind, FailureType::ApprovalInvalid);
+        assert!(e.message.contains("names no planDigest"), "{}", e.message);
     }
 
     #[test]
-    fn signed_approvals_verify_only_with_the_right_key_workflow_and_plan() {
+    fn an_expired_approval_is_invalid() {
+        let ev = [signal(
+            APPROVE_SIGNAL,
+            serde_json::json!({"approver": "a", "planDigest": D, "expiresAt": 100}),
+            "x",
+        )];
+        let p = ApprovalPolicy::default();
+        assert!(p.verify(&ev, &dep("a", D), 100).is_ok());
+        assert!(p.verify(&ev, &dep("a", D), 101).is_err());
+    }
+
+    #[test]
+    fn signed_approvals_verify_only_for_the_signed_subject() {
         let sk = SigningKey::from_bytes(&[7u8; 32]);
         let keys = HashMap::from([("a".to_string(), sk.verifying_key())]);
         let p = ApprovalPolicy {
             keys,
             ..Default::default()
         };
-        let sign = |wf: &str, d: &str| {
-            base64::engine::general_purpose::STANDARD
-                .encode(sk.sign(approval_message(wf, d, "a").as_bytes()).to_bytes())
+        let subject = ApprovalSubject {
+            namespace: "default",
+            workflow_id: "wf",
+            run_id: "run",
+            plan_digest: D,
+            approver: "a",
+            expires_at: 1000,
         };
-        let ev = |sig: String| {
+        let sign = |s: &ApprovalSubject<'_>| {
+            base64::engine::general_purpose::STANDARD
+                .encode(sk.sign(approval_message(s).as_bytes()).to_bytes())
+        };
+        let ev = |sig: String, expires: u64| {
             [signal(
                 APPROVE_SIGNAL,
-                serde_json::json!({"approver": "a", "planDigest": "d", "signature": sig}),
+                serde_json::json!({"approver": "a", "planDigest": D, "signature": sig, "expiresAt": expires}),
                 "x",
             )]
         };
+        let good = ev(sign(&subject), 1000);
+        assert!(p.verify(&good, &dep("a", D), 999).unwrap().signed);
+        // Expired.
+        assert!(p.verify(&good, &dep("a", D), 1001).is_err());
+        // The expiry is signed: extending it breaks the signature.
         assert!(
-            p.verify(&ev(sign("wf", "d")), "wf", "a", "d")
-                .unwrap()
-                .signed
-        );
-        assert!(
-            p.verify(&ev(sign("other-wf", "d")), "wf", "a", "d")
+            p.verify(&ev(sign(&subject), 2000), &dep("a", D), 999)
                 .is_err()
         );
-        assert!(p.verify(&ev(sign("wf", "d2")), "wf", "a", "d").is_err());
-        let unsigned = [signal(
-            APPROVE_SIGNAL,
-            serde_json::json!({"approver": "a", "planDigest": "d"}),
-            "x",
-        )];
-        assert!(p.verify(&unsigned, "wf", "a", "d").is_err());
+        // Each bound field matters.
+        for other in [
+            ApprovalSubject {
+                namespace: "prod",
+                ..subject.clone()
+            },
+            ApprovalSubject {
+                workflow_id: "wf2",
+                ..subject.clone()
+            },
+            ApprovalSubject {
+                run_id: "run2",
+                ..subject.clone()
+            },
+            ApprovalSubject {
+                plan_digest: "d2",
+                ..subject.clone()
+            },
+        ] {
+            assert!(
+                p.verify(&ev(sign(&other), 1000), &dep("a", D), 999)
+                    .is_err()
+            );
+        }
+        let unsigned = [approve("a")];
+        assert!(p.verify(&unsigned, &dep("a", D), 0).is_err());
     }
 
     #[test]

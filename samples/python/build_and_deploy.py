@@ -55,63 +55,64 @@ def _sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def canonical_plan_json(
-    run_id: str,
-    platform: str,
-    command: str,
-    allowed_domains: List[str],
-    files: List[Dict[str, str]],
-) -> str:
+DEFAULT_DEPLOY_TIMEOUT_MS = 300_000
+DEPLOY_PROFILE = "production"
+
+
+def canonical_plan_json(plan: Dict[str, Any]) -> str:
     """The compact JSON the digest covers, byte-identical to serde_json's output in deploy.rs.
 
-    `files` are plan files (`{"path", "sha256"}`). Keys sorted, no spaces, non-ASCII kept.
+    Everything that changes what a deploy does: allowedDomains, command, env (name and SHA-256
+    of each value, sorted by name; never the value), files (path and SHA-256), image (null = the
+    worker's default), platform, profile, runId, timeout. Keys sorted, no spaces, non-ASCII kept.
     """
     canonical = {
-        "allowedDomains": list(allowed_domains),
-        "command": command,
-        "files": [{"path": f["path"], "sha256": f["sha256"]} for f in files],
-        "platform": platform,
-        "runId": run_id,
+        "allowedDomains": list(plan["allowedDomains"]),
+        "command": plan["command"],
+        "env": [{"name": e["name"], "sha256": e["sha256"]} for e in plan["env"]],
+        "files": [{"path": f["path"], "sha256": f["sha256"]} for f in plan["files"]],
+        "image": plan["image"],
+        "platform": plan["platform"],
+        "profile": plan["profile"],
+        "runId": plan["runId"],
+        "timeout": plan["timeout"],
     }
     return json.dumps(canonical, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
-def deployment_plan(
-    run_id: str,
-    platform: str,
-    command: str,
-    allowed_domains: List[str],
-    workspace_files: List[Dict[str, str]],
-) -> Dict[str, Any]:
-    """`DeploymentPlan::new`: the plan an approver sees, with its digest."""
-    files = [
-        {"path": f["path"], "sha256": _sha256_hex(f["content"].encode("utf-8"))}
-        for f in workspace_files
-    ]
-    canonical = canonical_plan_json(run_id, platform, command, allowed_domains, files)
-    return {
-        "runId": run_id,
-        "platform": platform,
-        "command": command,
-        "allowedDomains": list(allowed_domains),
-        "files": files,
-        "planDigest": _sha256_hex(canonical.encode("utf-8")),
-        "warning": PRODUCTION_WARNING,
-    }
+def plan_digest(plan: Dict[str, Any]) -> str:
+    """`DeploymentPlan::recompute_digest`: the digest of the fields a plan shows."""
+    return _sha256_hex(canonical_plan_json(plan).encode("utf-8"))
 
 
 def plan_of(deploy_input: Dict[str, Any]) -> Dict[str, Any]:
-    """`DeploymentPlan::of`: the plan of a `deployWithApproval` input, domains defaulted."""
+    """`DeploymentPlan::of`: the plan of a `deployWithApproval` input (domains defaulted per
+    platform, timeout to 300000 ms), with its digest."""
     domains = deploy_input.get("allowedDomains")
     if domains is None:
         domains = default_domains(deploy_input["platform"])
-    return deployment_plan(
-        deploy_input["runId"],
-        deploy_input["platform"],
-        deploy_input["command"],
-        domains,
-        deploy_input.get("workspaceFiles") or [],
-    )
+    env = deploy_input.get("env") or {}
+    plan: Dict[str, Any] = {
+        "runId": deploy_input["runId"],
+        "platform": deploy_input["platform"],
+        "command": deploy_input["command"],
+        "allowedDomains": list(domains),
+        "files": [
+            {"path": f["path"], "sha256": _sha256_hex(f["content"].encode("utf-8"))}
+            for f in deploy_input.get("workspaceFiles") or []
+        ],
+        # Sorted by name, as Rust's BTreeMap (by UTF-8 bytes, which code-point order matches).
+        "env": [
+            {"name": name, "sha256": _sha256_hex(env[name].encode("utf-8"))}
+            for name in sorted(env)
+        ],
+        "image": deploy_input.get("image"),
+        "timeout": _or(deploy_input.get("timeout"), DEFAULT_DEPLOY_TIMEOUT_MS),
+        "profile": DEPLOY_PROFILE,
+    }
+    plan["planDigest"] = plan_digest(plan)
+    plan["warning"] = PRODUCTION_WARNING
+    return plan
 
 
 def _or(value: Optional[Any], default: Any) -> Any:
@@ -215,7 +216,9 @@ class BuildAndDeployWorkflow:
 
     @workflow.signal(name=APPROVE_SIGNAL)
     def approve_deployment(self, approval: Dict[str, Any]) -> None:
-        """`{approver, comment?, planDigest?, signature?}`."""
+        """`{approver, comment?, planDigest, signature?, expiresAt?}`. The worker, not this
+        workflow, judges it: it must come from a client, name this plan's planDigest and not
+        have been used by another deployment, else the deploy is ApprovalInvalid."""
         self._decision = ("approved", approval)
 
     @workflow.signal(name=REJECT_SIGNAL)

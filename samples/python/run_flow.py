@@ -76,7 +76,8 @@ async def run(args: argparse.Namespace) -> int:
         if plan is not None:
             emit("PLAN", plan)
             if args.approve is not None:
-                approval = {"approver": args.approve}
+                # An approval names the digest of the plan it approves.
+                approval = {"approver": args.approve, "planDigest": plan["planDigest"]}
                 if args.comment is not None:
                     approval["comment"] = args.comment
                 await handle.signal(APPROVE_SIGNAL, approval)

@@ -18,7 +18,7 @@ import {
   proxyActivities,
   setHandler,
 } from '@temporalio/workflow';
-import { defaultDomains, deploymentPlan, type DeploymentPlan, type WorkspaceFile } from './planDigest';
+import { deploymentPlan, type DeploymentPlan, type WorkspaceFile } from './planDigest';
 
 export type { DeploymentPlan, WorkspaceFile } from './planDigest';
 
@@ -80,6 +80,8 @@ export interface DeployWithApprovalInput {
   approval?: Approval;
   /** Milliseconds, default 300000. */
   timeout?: number;
+  /** Default: the worker's image; others must be on its allowlist. */
+  image?: string;
 }
 
 export interface DeploymentResult {
@@ -99,10 +101,14 @@ export interface DeploymentResult {
 export interface ApproveDeployment {
   approver: string;
   comment?: string;
-  /** Required when the worker has approver keys. */
+  /** The digest of the plan approved (from `pendingApproval`). Required: without it the deploy
+   * is ApprovalInvalid. */
   planDigest?: string;
-  /** Base64 Ed25519 over `ae-approval-v1\n<workflowId>\n<planDigest>\n<approver>`. */
+  /** Base64 Ed25519 over `ae-approval-v2\n<namespace>\n<workflowId>\n<runId>\n<planDigest>\n
+   * <approver>\n<expiresAt>` (required when the worker has approver keys). */
   signature?: string;
+  /** Unix seconds; required with a signature. */
+  expiresAt?: number;
 }
 
 /** Payload of `rejectDeployment`. */
@@ -216,14 +222,8 @@ export async function buildAndDeployWorkflow(input: BuildAndDeployInput): Promis
     env: Object.keys(deployEnv).length > 0 ? deployEnv : undefined,
     timeout: COMMAND_TIMEOUT_MS,
   };
-  // DeploymentPlan::of: the worker defaults the domains per platform the same way.
-  pending = deploymentPlan(
-    deploy.runId,
-    deploy.platform,
-    deploy.command,
-    deploy.allowedDomains ?? defaultDomains(deploy.platform),
-    workspaceFiles
-  );
+  // DeploymentPlan::of: the worker computes the same plan and digest from the same input.
+  pending = deploymentPlan(deploy);
 
   const waitSecs = input.approvalTimeoutSecs ?? DEFAULT_APPROVAL_TIMEOUT_SECS;
   await condition(() => decision !== null, waitSecs * 1000); // false on timeout

@@ -3,10 +3,15 @@
 // sandbox (which has no node:crypto): a small UTF-8 encoder and SHA-256 (FIPS 180-4).
 //
 // Digest = sha256 hex of the compact JSON, keys in sorted order, non-ASCII not escaped, of
-//   {"allowedDomains":[...],"command":...,"files":[{"path":...,"sha256":...}],"platform":...,"runId":...}
+//   {"allowedDomains":[...],"command":...,"env":[{"name":...,"sha256":...}],
+//    "files":[{"path":...,"sha256":...}],"image":null|...,"platform":...,"profile":"production",
+//    "runId":...,"timeout":...}
+// `env` holds each variable's name and the SHA-256 of its value (never the value), sorted by
+// name; `timeout` defaults to 300000; `image` null means the worker's default image.
 // Test vector (deploy.rs `the_canonical_form_is_stable`): runId "run-1", platform "vercel",
-// command "vercel deploy --prod", allowedDomains ["api.vercel.com"], no files; canonical
-// {"allowedDomains":["api.vercel.com"],"command":"vercel deploy --prod","files":[],"platform":"vercel","runId":"run-1"}
+// command "vercel deploy --prod", allowedDomains ["api.vercel.com"], one file index.html with
+// "<h1>hi</h1>", env {VERCEL_TOKEN: "t"}, no image, timeout 300000: digest
+// ca90ee9b82be7cb1d47e64d5d2fdf3139c7e38e48af849c7a86e2002d9ccf0d6
 
 export interface WorkspaceFile {
   path: string;
@@ -18,15 +23,39 @@ export interface PlanFile {
   sha256: string;
 }
 
+export interface PlanEnv {
+  name: string;
+  sha256: string;
+}
+
 export interface DeploymentPlan {
   runId: string;
   platform: string;
   command: string;
   allowedDomains: string[];
   files: PlanFile[];
+  env: PlanEnv[];
+  image: string | null;
+  timeout: number;
+  profile: string;
   planDigest: string;
   warning: string;
 }
+
+/** The fields of a `deployWithApproval` input the plan covers. */
+export interface PlanInput {
+  runId: string;
+  platform: string;
+  command: string;
+  workspaceFiles?: WorkspaceFile[];
+  env?: Record<string, string>;
+  allowedDomains?: string[];
+  image?: string;
+  timeout?: number;
+}
+
+export const DEFAULT_DEPLOY_TIMEOUT_MS = 300000;
+export const DEPLOY_PROFILE = 'production';
 
 // Copied from PRODUCTION_WARNING in workflows-spec/src/deploy.rs.
 export const PRODUCTION_WARNING =
@@ -143,38 +172,51 @@ export function sha256Hex(text: string): string {
  * The compact JSON the digest covers. Keys are inserted in sorted order, which JSON.stringify
  * keeps; its string escaping (\n, \t, \u00xx lowercase, non-ASCII as is) is serde_json's.
  */
-export function canonicalPlanJson(
-  runId: string,
-  platform: string,
-  command: string,
-  allowedDomains: string[],
-  files: PlanFile[]
-): string {
+export function canonicalPlanJson(plan: Omit<DeploymentPlan, 'planDigest' | 'warning'>): string {
   return JSON.stringify({
-    allowedDomains,
-    command,
-    files: files.map((f) => ({ path: f.path, sha256: f.sha256 })),
-    platform,
-    runId,
+    allowedDomains: plan.allowedDomains,
+    command: plan.command,
+    env: plan.env.map((e) => ({ name: e.name, sha256: e.sha256 })),
+    files: plan.files.map((f) => ({ path: f.path, sha256: f.sha256 })),
+    image: plan.image,
+    platform: plan.platform,
+    profile: plan.profile,
+    runId: plan.runId,
+    timeout: plan.timeout,
   });
 }
 
-/** DeploymentPlan::new: the plan an approver sees, with its digest. */
-export function deploymentPlan(
-  runId: string,
-  platform: string,
-  command: string,
-  allowedDomains: string[],
-  workspaceFiles: WorkspaceFile[]
-): DeploymentPlan {
-  const files = workspaceFiles.map((f) => ({ path: f.path, sha256: sha256Hex(f.content) }));
-  return {
-    runId,
-    platform,
-    command,
-    allowedDomains: [...allowedDomains],
-    files,
-    planDigest: sha256Hex(canonicalPlanJson(runId, platform, command, allowedDomains, files)),
-    warning: PRODUCTION_WARNING,
+/** DeploymentPlan::recompute_digest: the digest of the fields a plan shows. */
+export function planDigest(plan: Omit<DeploymentPlan, 'planDigest' | 'warning'>): string {
+  return sha256Hex(canonicalPlanJson(plan));
+}
+
+/** Orders strings by their UTF-8 bytes, as Rust's BTreeMap<String, _> does. */
+function byUtf8(a: string, b: string): number {
+  const x = utf8(a);
+  const y = utf8(b);
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    if (x[i] !== y[i]) return x[i] - y[i];
+  }
+  return x.length - y.length;
+}
+
+/** DeploymentPlan::of: the plan an approver sees (domains defaulted per platform, timeout to
+ * 300000 ms), with its digest. */
+export function deploymentPlan(input: PlanInput): DeploymentPlan {
+  const env = input.env ?? {};
+  const plan = {
+    runId: input.runId,
+    platform: input.platform,
+    command: input.command,
+    allowedDomains: [...(input.allowedDomains ?? defaultDomains(input.platform))],
+    files: (input.workspaceFiles ?? []).map((f) => ({ path: f.path, sha256: sha256Hex(f.content) })),
+    env: Object.keys(env)
+      .sort(byUtf8)
+      .map((name) => ({ name, sha256: sha256Hex(env[name]) })),
+    image: input.image ?? null,
+    timeout: input.timeout ?? DEFAULT_DEPLOY_TIMEOUT_MS,
+    profile: DEPLOY_PROFILE,
   };
+  return { ...plan, planDigest: planDigest(plan), warning: PRODUCTION_WARNING };
 }

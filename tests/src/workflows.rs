@@ -1,6 +1,10 @@
-//! The test workflow: schedules any activity by name on any task queue and reports what came
-//! back, including the typed failure, so tests can assert on exactly what a workflow sees.
+//! The test workflows: one schedules any activity by name on any task queue and reports what
+//! came back, including the typed failure, so tests can assert on exactly what a workflow sees;
+//! one deploys after an approval signal (sent by a person's client or by its own child
+//! workflow), so tests can try to misuse an approval.
 
+use ae_workflows_spec::workflow::BuildAndDeployWorkflow;
+use ae_workflows_spec::{ApproveDeployment, DeploymentPlan};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
@@ -9,8 +13,9 @@ use temporalio_common::RetryPolicy;
 use temporalio_common::protos::temporal::api::failure::v1::{Failure, failure::FailureInfo};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityCancellationType, ActivityExecutionError, ActivityOptions, WorkflowCancellationToken,
-    WorkflowContext, WorkflowResult,
+    ActivityCancellationType, ActivityExecutionError, ActivityOptions, ChildWorkflowOptions,
+    SignalWorkflowOptions, SyncWorkflowContext, WorkflowCancellationToken, WorkflowContext,
+    WorkflowContextView, WorkflowResult,
 };
 
 /// Task queue the test workflow worker polls.
@@ -141,4 +146,135 @@ pub fn application_failure(f: &Failure) -> SeenFailure {
         non_retryable: false,
         details: None,
     }
+}
+
+/// Input of [`DeployAfterApprovalWorkflow`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployAfterApproval {
+    /// `deployWithApproval` inputs, run one after the other once an approval signal arrived.
+    pub deploys: Vec<Value>,
+    pub task_queue: String,
+    pub max_attempts: u32,
+    /// When set, a child workflow sends this `approveDeployment` payload to this workflow
+    /// (the attack: a workflow approving its own deploy).
+    pub child_approval: Option<ApproveDeployment>,
+    /// What the `pendingApproval` query answers (a test can make it show a forged plan).
+    pub shown_plan: Option<DeploymentPlan>,
+}
+
+/// Waits for an `approveDeployment` signal (from a person's client, or from its own child
+/// workflow), then runs each deploy in turn and reports what each one returned.
+#[workflow]
+#[derive(Default)]
+pub struct DeployAfterApprovalWorkflow {
+    approvals: usize,
+    shown: Option<DeploymentPlan>,
+}
+
+#[workflow_methods]
+impl DeployAfterApprovalWorkflow {
+    #[run(name = "deployAfterApproval")]
+    pub async fn run(
+        ctx: &mut WorkflowContext<Self>,
+        req: DeployAfterApproval,
+    ) -> WorkflowResult<Vec<Outcome>> {
+        ctx.state_mut(|s| s.shown = req.shown_plan.clone());
+        if let Some(approval) = req.child_approval.clone() {
+            let child = ctx
+                .start_child_workflow(
+                    SignalWorkflow::run,
+                    SignalApproval {
+                        workflow_id: ctx.workflow_id().to_string(),
+                        approval,
+                    },
+                    ChildWorkflowOptions::default(),
+                )
+                .await
+                .map_err(|e| fail(format!("start child: {e:?}")))?;
+            child
+                .result()
+                .await
+                .map_err(|e| fail(format!("child: {e:?}")))?;
+        }
+        ctx.wait_condition(|s| s.approvals > 0).await?;
+        let mut outcomes = Vec::new();
+        for input in req.deploys {
+            let opts = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(120))
+                .task_queue(req.task_queue.clone())
+                .heartbeat_timeout(Duration::from_secs(10))
+                .retry_policy(
+                    RetryPolicy::builder()
+                        .maximum_attempts(req.max_attempts)
+                        .initial_interval(Duration::from_millis(200))
+                        .build(),
+                )
+                .build();
+            let r = ctx
+                .execute_activity(ByName("deployWithApproval".into()), input, opts)
+                .await;
+            outcomes.push(match r {
+                Ok(v) => Outcome {
+                    result: Some(v),
+                    ..Default::default()
+                },
+                Err(e) => Outcome {
+                    error: e.failure().map(application_failure),
+                    ..Default::default()
+                },
+            });
+        }
+        Ok(outcomes)
+    }
+
+    /// Counts approvals; the worker, not this workflow, judges them.
+    #[signal(name = "approveDeployment")]
+    pub fn approve_deployment(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        _approval: ApproveDeployment,
+    ) {
+        self.approvals += 1;
+    }
+
+    /// Whatever plan the test asked this workflow to show.
+    #[query(name = "pendingApproval")]
+    pub fn pending_approval(&self, _ctx: &WorkflowContextView) -> Option<DeploymentPlan> {
+        self.shown.clone()
+    }
+}
+
+/// Input of [`SignalWorkflow`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignalApproval {
+    pub workflow_id: String,
+    pub approval: ApproveDeployment,
+}
+
+/// Sends an `approveDeployment` signal to another workflow, as any workflow can.
+#[workflow]
+#[derive(Default)]
+pub struct SignalWorkflow;
+
+#[workflow_methods]
+impl SignalWorkflow {
+    #[run(name = "signalApproval")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, req: SignalApproval) -> WorkflowResult<()> {
+        ctx.external_workflow(req.workflow_id, None)
+            .signal(
+                BuildAndDeployWorkflow::approve_deployment,
+                req.approval,
+                SignalWorkflowOptions::default(),
+            )
+            .await
+            .map_err(|e| fail(format!("signal: {e:?}")))?;
+        Ok(())
+    }
+}
+
+fn fail(message: String) -> temporalio_sdk::error::ApplicationFailure {
+    temporalio_sdk::error::ApplicationFailure::builder(message)
+        .non_retryable(true)
+        .build()
 }

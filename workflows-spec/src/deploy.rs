@@ -1,9 +1,13 @@
 //! `deployWithApproval`, the approval signals and query, and the deployment plan.
 //!
 //! The plan digest is what an approval is bound to: the worker, the reference workflow and
-//! `ae-worker approve` all compute it with [`DeploymentPlan::new`], from the run, the platform,
-//! the command, the allowed domains and the SHA-256 of every workspace file, serialised as
-//! compact JSON with keys in a fixed order. Other languages can recompute it (see the samples).
+//! `ae-worker approve` all compute it with [`DeploymentPlan::of`], from everything that changes
+//! what a deploy does: the run, the platform, the command, the allowed domains, the image, the
+//! timeout, the sandbox profile, the SHA-256 of every workspace file and the name and SHA-256 of
+//! every `env` value (never the value), serialised as compact JSON with keys in sorted order.
+//! Other languages recompute it (see the samples); `ae-worker approve` recomputes it from the
+//! plan it shows ([`DeploymentPlan::recompute_digest`]) and refuses a plan whose digest does not
+//! match.
 
 use crate::execute::WorkspaceFile;
 use schemars::JsonSchema;
@@ -17,6 +21,15 @@ pub const APPROVE_SIGNAL: &str = "approveDeployment";
 pub const REJECT_SIGNAL: &str = "rejectDeployment";
 /// Query returning the plan awaiting approval, or null.
 pub const PENDING_QUERY: &str = "pendingApproval";
+
+/// Default deploy timeout, ms (part of the plan when the input names none).
+pub const DEFAULT_DEPLOY_TIMEOUT_MS: u64 = 300_000;
+
+/// The sandbox profile every deploy runs in (part of the plan).
+pub const DEPLOY_PROFILE: &str = "production";
+
+/// How long a signed approval is valid by default, seconds (24 h).
+pub const DEFAULT_APPROVAL_VALIDITY_SECS: u64 = 24 * 60 * 60;
 
 /// Seed 000 §5: what an approver acknowledges.
 pub const PRODUCTION_WARNING: &str = "WARNING: You are about to deploy to PRODUCTION. This \
@@ -48,6 +61,10 @@ pub struct DeployWithApprovalInput {
     /// Milliseconds, default 300000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u64>,
+    /// The sandbox image (default: the worker's configured image; others must be on its
+    /// allowlist).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// The approval a workflow passes to `deployWithApproval`.
@@ -61,7 +78,8 @@ pub struct Approval {
     pub comment: Option<String>,
 }
 
-/// Payload of the `approveDeployment` signal.
+/// Payload of the `approveDeployment` signal. Only a signal sent by a client (the `temporal`
+/// CLI, the Web UI, an SDK client, `ae-worker approve`) counts; one sent by a workflow does not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApproveDeployment {
@@ -70,12 +88,18 @@ pub struct ApproveDeployment {
     /// Optional note.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
-    /// The digest of the plan approved (required when approver keys are configured).
+    /// The `planDigest` of the plan approved, as shown by `pendingApproval`. Required: an
+    /// approval without it is ApprovalInvalid. (Optional in the schema only so that a workflow
+    /// can still receive such a signal and report the typed failure.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_digest: Option<String>,
     /// Base64 Ed25519 signature over [`approval_message`] (required with approver keys).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// Unix time (seconds) after which the signed approval is no longer valid (required with a
+    /// signature; part of the signed message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
 }
 
 /// Payload of the `rejectDeployment` signal.
@@ -90,6 +114,7 @@ pub struct RejectDeployment {
 }
 
 /// What an approver approves: returned by `pendingApproval` and in ApprovalRequired details.
+/// Never holds an `env` value, only its name and SHA-256.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentPlan {
@@ -103,10 +128,30 @@ pub struct DeploymentPlan {
     pub allowed_domains: Vec<String>,
     /// Every workspace file with its SHA-256.
     pub files: Vec<PlanFile>,
+    /// Every `env` variable by name with the SHA-256 of its value, sorted by name.
+    #[serde(default)]
+    pub env: Vec<PlanEnv>,
+    /// The sandbox image; null means the worker's configured default image.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The deploy's timeout, ms.
+    pub timeout: u64,
+    /// The sandbox profile (always `production`).
+    pub profile: String,
     /// SHA-256 (hex) binding an approval to exactly this plan.
     pub plan_digest: String,
     /// Seed 000 §5.
     pub warning: String,
+}
+
+/// One `env` variable of a plan: its name and the SHA-256 of its value, never the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanEnv {
+    /// The variable's name.
+    pub name: String,
+    /// SHA-256 of the value, hex.
+    pub sha256: String,
 }
 
 /// One file of a plan.
@@ -119,54 +164,67 @@ pub struct PlanFile {
     pub sha256: String,
 }
 
-/// The fields the digest covers, in their canonical order.
+/// The fields the digest covers, keys in sorted order (the canonical form other languages
+/// reproduce: compact JSON, `files` and `env` in input order / sorted by name).
 #[derive(Serialize)]
 struct Canonical<'a> {
     #[serde(rename = "allowedDomains")]
     allowed_domains: &'a [String],
     command: &'a str,
+    env: &'a [PlanEnv],
     files: &'a [PlanFile],
+    image: &'a Option<String>,
     platform: &'a str,
+    profile: &'a str,
     #[serde(rename = "runId")]
     run_id: &'a str,
+    timeout: u64,
 }
 
 impl DeploymentPlan {
-    /// The plan of a deploy: digest over the canonical JSON of its fields.
+    /// The plan of a deploy; its digest is computed with [`Self::recompute_digest`].
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         run_id: &str,
         platform: &str,
         command: &str,
         allowed_domains: &[String],
         files: &[WorkspaceFile],
+        env: &BTreeMap<String, String>,
+        image: Option<&str>,
+        timeout: u64,
     ) -> DeploymentPlan {
-        let files: Vec<PlanFile> = files
-            .iter()
-            .map(|f| PlanFile {
-                path: f.path.clone(),
-                sha256: hex(&Sha256::digest(f.content.as_bytes())),
-            })
-            .collect();
-        let canonical = Canonical {
-            allowed_domains,
-            command,
-            files: &files,
-            platform,
-            run_id,
-        };
-        let json = serde_json::to_vec(&canonical).unwrap_or_default();
-        DeploymentPlan {
+        let mut plan = DeploymentPlan {
             run_id: run_id.into(),
             platform: platform.into(),
             command: command.into(),
             allowed_domains: allowed_domains.to_vec(),
-            files,
-            plan_digest: hex(&Sha256::digest(&json)),
+            files: files
+                .iter()
+                .map(|f| PlanFile {
+                    path: f.path.clone(),
+                    sha256: sha256_hex(f.content.as_bytes()),
+                })
+                .collect(),
+            env: env
+                .iter()
+                .map(|(name, value)| PlanEnv {
+                    name: name.clone(),
+                    sha256: sha256_hex(value.as_bytes()),
+                })
+                .collect(),
+            image: image.map(str::to_string),
+            timeout,
+            profile: DEPLOY_PROFILE.into(),
+            plan_digest: String::new(),
             warning: PRODUCTION_WARNING.into(),
-        }
+        };
+        plan.plan_digest = plan.recompute_digest();
+        plan
     }
 
-    /// The plan of a `deployWithApproval` input, with its domains defaulted per platform.
+    /// The plan of a `deployWithApproval` input, with its domains defaulted per platform and
+    /// its timeout defaulted to [`DEFAULT_DEPLOY_TIMEOUT_MS`].
     pub fn of(input: &DeployWithApprovalInput) -> DeploymentPlan {
         let domains = input
             .allowed_domains
@@ -178,7 +236,27 @@ impl DeploymentPlan {
             &input.command,
             &domains,
             &input.workspace_files,
+            &input.env,
+            input.image.as_deref(),
+            input.timeout.unwrap_or(DEFAULT_DEPLOY_TIMEOUT_MS),
         )
+    }
+
+    /// The digest of the fields this plan shows (not the `planDigest` it claims): what an
+    /// approver checks before approving.
+    pub fn recompute_digest(&self) -> String {
+        let canonical = Canonical {
+            allowed_domains: &self.allowed_domains,
+            command: &self.command,
+            env: &self.env,
+            files: &self.files,
+            image: &self.image,
+            platform: &self.platform,
+            profile: &self.profile,
+            run_id: &self.run_id,
+            timeout: self.timeout,
+        };
+        sha256_hex(&serde_json::to_vec(&canonical).unwrap_or_default())
     }
 }
 
@@ -193,9 +271,29 @@ pub fn default_domains(platform: &str) -> Vec<String> {
     hosts.iter().map(|h| h.to_string()).collect()
 }
 
-/// The bytes an approver signs: binds workflow, plan and approver together.
-pub fn approval_message(workflow_id: &str, plan_digest: &str, approver: &str) -> String {
-    format!("ae-approval-v1\n{workflow_id}\n{plan_digest}\n{approver}")
+/// What a signed approval binds together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalSubject<'a> {
+    /// The Temporal namespace.
+    pub namespace: &'a str,
+    /// The workflow that received the signal.
+    pub workflow_id: &'a str,
+    /// Its run.
+    pub run_id: &'a str,
+    /// The plan approved.
+    pub plan_digest: &'a str,
+    /// Who approves.
+    pub approver: &'a str,
+    /// Unix seconds after which the approval is void.
+    pub expires_at: u64,
+}
+
+/// The bytes an approver signs: `ae-approval-v2` and the subject's fields, one per line.
+pub fn approval_message(s: &ApprovalSubject<'_>) -> String {
+    format!(
+        "ae-approval-v2\n{}\n{}\n{}\n{}\n{}\n{}",
+        s.namespace, s.workflow_id, s.run_id, s.plan_digest, s.approver, s.expires_at
+    )
 }
 
 /// Output of `deployWithApproval`.
@@ -229,57 +327,129 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// SHA-256 of `bytes`, lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn input() -> DeployWithApprovalInput {
+        serde_json::from_value(serde_json::json!({
+            "runId": "r",
+            "platform": "vercel",
+            "command": "vercel deploy --prod",
+            "workspaceFiles": [{"path": "index.html", "content": "<h1>hi</h1>"}],
+            "env": {"VERCEL_ORG_ID": "team_1", "VERCEL_TOKEN": "vt_secret"}
+        }))
+        .unwrap()
+    }
+
     #[test]
     fn the_digest_binds_every_field() {
-        let files = vec![WorkspaceFile {
-            path: "index.html".into(),
-            content: "<h1>hi</h1>".into(),
-        }];
-        let d = |run: &str, cmd: &str, content: &str| {
-            let f = vec![WorkspaceFile {
-                path: "index.html".into(),
-                content: content.into(),
-            }];
-            DeploymentPlan::new(run, "vercel", cmd, &default_domains("vercel"), &f).plan_digest
-        };
-        let base = DeploymentPlan::new(
-            "r",
-            "vercel",
-            "vercel deploy --prod",
-            &default_domains("vercel"),
-            &files,
-        );
+        let base = DeploymentPlan::of(&input());
         assert_eq!(base.plan_digest.len(), 64);
-        assert_eq!(
-            base.plan_digest,
-            d("r", "vercel deploy --prod", "<h1>hi</h1>")
+        assert_eq!(base.plan_digest, DeploymentPlan::of(&input()).plan_digest);
+        assert_eq!(base.plan_digest, base.recompute_digest());
+        type Change = Box<dyn Fn(&mut DeployWithApprovalInput)>;
+        let changed: Vec<Change> = vec![
+            Box::new(|i| i.run_id = "r2".into()),
+            Box::new(|i| i.platform = "netlify".into()),
+            Box::new(|i| i.command = "vercel deploy".into()),
+            Box::new(|i| i.workspace_files[0].content = "<h1>bye</h1>".into()),
+            Box::new(|i| i.workspace_files[0].path = "other.html".into()),
+            Box::new(|i| i.allowed_domains = Some(vec!["evil.example".into()])),
+            Box::new(|i| i.image = Some("other:latest".into())),
+            Box::new(|i| i.timeout = Some(1000)),
+            Box::new(|i| {
+                i.env.insert("VERCEL_ORG_ID".into(), "team_2".into());
+            }),
+            Box::new(|i| {
+                i.env
+                    .insert("LD_PRELOAD".into(), "/workspace/index.html".into());
+            }),
+            Box::new(|i| {
+                i.env.remove("VERCEL_TOKEN");
+            }),
+        ];
+        for (n, change) in changed.iter().enumerate() {
+            let mut i = input();
+            change(&mut i);
+            assert_ne!(
+                base.plan_digest,
+                DeploymentPlan::of(&i).plan_digest,
+                "change {n}"
+            );
+        }
+        // The approval itself is not part of the plan.
+        let mut i = input();
+        i.approval = Some(Approval {
+            approver: "a".into(),
+            comment: None,
+        });
+        assert_eq!(base.plan_digest, DeploymentPlan::of(&i).plan_digest);
+    }
+
+    #[test]
+    fn the_plan_never_holds_env_values() {
+        let plan = DeploymentPlan::of(&input());
+        let text = serde_json::to_string(&plan).unwrap();
+        assert!(
+            !text.contains("vt_secret") && !text.contains("team_1"),
+            "{text}"
         );
-        assert_ne!(
-            base.plan_digest,
-            d("r2", "vercel deploy --prod", "<h1>hi</h1>")
-        );
-        assert_ne!(base.plan_digest, d("r", "vercel deploy", "<h1>hi</h1>"));
-        assert_ne!(
-            base.plan_digest,
-            d("r", "vercel deploy --prod", "<h1>bye</h1>")
-        );
+        assert_eq!(plan.env[0].name, "VERCEL_ORG_ID");
+        assert_eq!(plan.env[0].sha256, sha256_hex(b"team_1"));
+    }
+
+    #[test]
+    fn a_shown_plan_that_differs_from_its_digest_is_detected() {
+        let mut plan = DeploymentPlan::of(&input());
+        plan.command = "vercel deploy --prod --scope other".into();
+        assert_ne!(plan.recompute_digest(), plan.plan_digest);
     }
 
     #[test]
     fn the_canonical_form_is_stable() {
-        // Pinned so other languages can check their implementation against it.
+        // Pinned so other languages can check their implementation against it (the samples'
+        // planDigest.ts and plan_digest.py reproduce this string and digest).
         let p = DeploymentPlan::new(
             "run-1",
             "vercel",
             "vercel deploy --prod",
             &["api.vercel.com".into()],
-            &[],
+            &[WorkspaceFile {
+                path: "index.html".into(),
+                content: "<h1>hi</h1>".into(),
+            }],
+            &BTreeMap::from([("VERCEL_TOKEN".to_string(), "t".to_string())]),
+            None,
+            300_000,
         );
-        let canonical = r#"{"allowedDomains":["api.vercel.com"],"command":"vercel deploy --prod","files":[],"platform":"vercel","runId":"run-1"}"#;
-        assert_eq!(p.plan_digest, hex(&Sha256::digest(canonical.as_bytes())));
+        let canonical = format!(
+            r#"{{"allowedDomains":["api.vercel.com"],"command":"vercel deploy --prod","env":[{{"name":"VERCEL_TOKEN","sha256":"{}"}}],"files":[{{"path":"index.html","sha256":"{}"}}],"image":null,"platform":"vercel","profile":"production","runId":"run-1","timeout":300000}}"#,
+            sha256_hex(b"t"),
+            sha256_hex(b"<h1>hi</h1>")
+        );
+        assert_eq!(p.plan_digest, sha256_hex(canonical.as_bytes()));
+        assert_eq!(
+            p.plan_digest,
+            "ca90ee9b82be7cb1d47e64d5d2fdf3139c7e38e48af849c7a86e2002d9ccf0d6"
+        );
+    }
+
+    #[test]
+    fn the_signed_message_names_every_field() {
+        let m = approval_message(&ApprovalSubject {
+            namespace: "default",
+            workflow_id: "wf",
+            run_id: "run",
+            plan_digest: "d",
+            approver: "a",
+            expires_at: 42,
+        });
+        assert_eq!(m, "ae-approval-v2\ndefault\nwf\nrun\nd\na\n42");
     }
 }

@@ -6,7 +6,10 @@
 //! (from the `temporal` CLI, the Web UI, or `ae-worker approve`), at most `approvalTimeoutSecs`
 //! (default 24 h). A rejection or a timeout ends the workflow with a typed failure
 //! (`DeploymentRejected`, `ApprovalTimeout`) and deploys nothing. An approval is passed to
-//! `deployWithApproval`, which re-verifies it against this workflow's signal history.
+//! `deployWithApproval`, which re-verifies it against this workflow's signal history: it must
+//! come from a client (not a workflow), name this plan's `planDigest`, and not have been used by
+//! another deployment. The workflow does not judge the approval itself, so a bad one ends in the
+//! worker's typed `ApprovalInvalid`.
 
 use crate::activities::{DeployWithApproval, SafeExecuteBatch};
 use crate::batch::{BatchCommand, SafeExecuteBatchInput};
@@ -195,6 +198,7 @@ impl BuildAndDeployWorkflow {
             allowed_domains: None,
             approval: None,
             timeout: Some(300_000),
+            image: None,
         };
         let plan = DeploymentPlan::of(&deploy);
         ctx.state_mut(|s| s.pending = Some(plan));

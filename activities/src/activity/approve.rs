@@ -9,8 +9,6 @@ use crate::pipeline::Engine;
 use crate::redact::Redactor;
 use crate::workspace::CheckedFile;
 use ae_workflows_spec::{DeployWithApprovalInput, DeploymentPlan, FailureType};
-use temporalio_client::WorkflowFetchHistoryOptions;
-use temporalio_common::UntypedWorkflow;
 use temporalio_sdk::activities::ActivityContext;
 
 /// Writes the audit records of one deploy.
@@ -71,23 +69,29 @@ impl Engine {
             )
             .with_details(serde_json::json!({ "plan": shown })));
         };
-        let verified = self
-            .verify_approval(ctx, workflow_id, &claimed.approver, &plan.plan_digest)
-            .await
-            .inspect_err(|f| {
-                audit.record(
-                    &claimed.approver,
-                    "deploy.approval",
-                    "invalid",
-                    None,
-                    &f.message,
-                )
-            })?;
+        let verified = crate::approval::check(
+            &self.approvals,
+            &self.budget,
+            ctx,
+            &claimed.approver,
+            &plan.plan_digest,
+        )
+        .await
+        .inspect_err(|f| {
+            audit.record(
+                &claimed.approver,
+                "deploy.approval",
+                "invalid",
+                None,
+                &f.message,
+            )
+        })?;
         let approval = serde_json::json!({
             "approver": verified.approver,
             "identity": verified.identity,
             "signed": verified.signed,
             "planDigest": plan.plan_digest,
+            "signalEventId": verified.event_id,
         });
         audit.record(
             &verified.approver,
@@ -97,34 +101,6 @@ impl Engine {
             "approval verified against the workflow's signal history",
         );
         Ok((verified, approval))
-    }
-
-    async fn verify_approval(
-        &self,
-        ctx: &ActivityContext,
-        workflow_id: &str,
-        approver: &str,
-        plan_digest: &str,
-    ) -> Result<Verified, Failure> {
-        let Some(handle) = ctx.workflow_handle::<UntypedWorkflow>() else {
-            return Err(Failure::new(
-                FailureType::ApprovalInvalid,
-                "deployWithApproval must be called from a workflow: approvals are signals to it",
-            ));
-        };
-        let events = handle
-            .fetch_history(WorkflowFetchHistoryOptions::default())
-            .into_events()
-            .await
-            .map_err(|e| {
-                // Cannot read the history: retryable, like any outage; nothing is deployed.
-                Failure::new(
-                    FailureType::SandboxUnavailable,
-                    format!("cannot read the workflow's history to verify the approval: {e}"),
-                )
-            })?;
-        self.approvals
-            .verify(&events, workflow_id, approver, plan_digest)
     }
 
     /// SecretsDetected naming file, line and type (never the secret) when a file to deploy holds

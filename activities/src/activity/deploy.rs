@@ -20,7 +20,7 @@ use temporalio_common::data_converters::RawValue;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 /// Default deploy timeout, ms.
-pub const DEFAULT_DEPLOY_TIMEOUT_MS: u64 = 300_000;
+pub use ae_workflows_spec::deploy::DEFAULT_DEPLOY_TIMEOUT_MS;
 
 impl Engine {
     /// The `deployWithApproval` activity.
@@ -71,7 +71,7 @@ impl Engine {
             run_id,
             profile: Profile::Production,
             commands: Commands::Approved(&input.command),
-            image: None,
+            image: input.image.as_deref(),
         };
         let image = self
             .admit(ctx, admission, guarded, redactor)

@@ -107,15 +107,24 @@ impl Drop for Reservation {
     }
 }
 
-/// Identifies one attempt of one activity: the key that makes a charge idempotent.
+/// Identifies one attempt of one activity: the key that makes a charge idempotent. A standalone
+/// activity (no workflow) may reuse its activity id in a later execution, so it is named by its
+/// activity run id, or failing that by its task token (one per attempt), never by the id alone.
 pub fn charge_id(ctx: &ActivityContext) -> String {
     let info = ctx.info();
-    format!(
-        "{}:{}:{}",
-        info.workflow_run_id.as_deref().unwrap_or("-"),
-        info.activity_id,
-        info.attempt
-    )
+    match info.workflow_run_id.as_deref().filter(|r| !r.is_empty()) {
+        Some(run) => format!("{run}:{}:{}", info.activity_id, info.attempt),
+        None => {
+            let execution = match info.activity_run_id.as_deref().filter(|r| !r.is_empty()) {
+                Some(run) => run.to_string(),
+                None => ae_workflows_spec::deploy::sha256_hex(&info.task_token)[..32].to_string(),
+            };
+            format!(
+                "standalone-{execution}:{}:{}",
+                info.activity_id, info.attempt
+            )
+        }
+    }
 }
 
 /// The contract's failure for a budget problem.

@@ -1,6 +1,8 @@
-//! Hosts the test workflow on `ae-tests`. Started by the harness; not part of the product.
+//! Hosts the test workflows on `ae-tests`. Started by the harness; not part of the product.
 
-use ae_tests::workflows::{RunActivityWorkflow, TEST_WORKFLOW_QUEUE};
+use ae_tests::workflows::{
+    DeployAfterApprovalWorkflow, RunActivityWorkflow, SignalWorkflow, TEST_WORKFLOW_QUEUE,
+};
 use std::str::FromStr;
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
@@ -28,6 +30,8 @@ async fn main() -> anyhow::Result<()> {
     let runtime = Runtime::from_current_tokio(Default::default())?;
     let options = WorkerOptions::new(TEST_WORKFLOW_QUEUE)
         .register_workflow::<RunActivityWorkflow>()?
+        .register_workflow::<DeployAfterApprovalWorkflow>()?
+        .register_workflow::<SignalWorkflow>()?
         .build();
     let mut worker = Worker::new(&runtime, client, options)?;
     worker.run().await?;

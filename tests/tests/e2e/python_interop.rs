@@ -72,6 +72,9 @@ fn the_python_workflow_builds_waits_for_approval_and_deploys() {
         "echo 'Website URL: https://py-demo.netlify.app'",
         &ae_workflows_spec::deploy::default_domains("netlify"),
         &files,
+        &Default::default(),
+        None,
+        300_000,
     );
     assert_eq!(plan["planDigest"], expected.plan_digest.as_str());
     let r = last(&stdout, "RESULT ");
