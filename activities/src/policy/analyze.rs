@@ -664,6 +664,13 @@ impl<'c> Analyzer<'c> {
                 }
                 self.calling.push(base.clone());
                 let mut inner = st.clone();
+                let params: Vec<String> = argv[1..].iter().map(|f| f.s.clone()).collect();
+                for (k, p) in argv.iter().enumerate().skip(1) {
+                    inner.vars.insert(k.to_string(), Var { text: p.s.clone(), taint: p.taint });
+                }
+                for n in ["@", "*"] {
+                    inner.vars.insert(n.into(), Var { text: params.join(" "), taint: Taint::Clean });
+                }
                 let out = self.list_flow(&mut inner, &body);
                 self.calling.pop();
                 return out;

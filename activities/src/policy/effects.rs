@@ -191,7 +191,10 @@ pub fn unwrap(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field],
         | "time" | "stdbuf" | "command" | "exec" | "xvfb-run" | "strace" | "ltrace" | "nsenter"
         | "systemd-run" | "entr" | "chronic" | "ifne" | "pv" | "sem" | "faketime" => {
             if name == "command" && (has_flag(args, 'v', &[]) || has_flag(args, 'V', &[])) {
-                return Next::Done(Flow::Unknown(Taint::Clean));
+                return match args.iter().find(|a| !a.s.starts_with('-')) {
+                    Some(a) if a.known() => Next::Done(Flow::Text(format!("{}\n", a.s))),
+                    _ => Next::Done(Flow::Unknown(Taint::Clean)),
+                };
             }
             if name == "pv" || name == "ifne" {
                 if name == "pv" {
@@ -725,7 +728,7 @@ fn find(az: &mut Analyzer<'_>, st: &mut State, args: &[Field]) -> Next {
     let found: Vec<Field> = roots
         .iter()
         .map(|r| Field {
-            s: format!("{}/{UNKNOWN}", r.s.trim_end_matches('/')),
+            s: r.s.clone(),
             taint: r.taint,
         })
         .collect();
@@ -820,7 +823,8 @@ pub fn place(st: &State, raw: &str) -> Place {
     // Unknown pieces: a guarded `${X:?}` can never be empty; an unknown one may be.
     let guarded = raw.starts_with(&format!("{UNKNOWN}guarded"));
     let mut p = raw.replace(&format!("{UNKNOWN}guarded"), "x");
-    if p.starts_with(UNKNOWN) && !guarded {
+    let stripped = p.starts_with(UNKNOWN) && !guarded;
+    if stripped {
         // `$DIR/…` with DIR unknown: judged as if DIR were empty.
         p = p.trim_start_matches(UNKNOWN).to_string();
         if p.is_empty() {
@@ -867,7 +871,7 @@ pub fn place(st: &State, raw: &str) -> Place {
         return Place::System;
     }
     // An unknown top-level directory (`/data`, `/app`): outside the workspace.
-    if segs.len() == 1 {
+    if segs.len() == 1 && !stripped {
         return Place::System;
     }
     Place::Ordinary
@@ -898,7 +902,7 @@ pub fn delete_target(az: &mut Analyzer<'_>, st: &State, target: &Field, recursiv
             "rm-rf-root",
             format!("{what} of everything in a directory the analyser cannot determine"),
         ),
-        _ => {}
+        _ => sensitive_file(az, &target.s),
     }
 }
 
@@ -963,6 +967,18 @@ pub fn leaf(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field], i
     let args = &argv[1..];
     let name = name.strip_prefix("g").filter(|n| matches!(*n, "rm" | "mv" | "cp" | "dd" | "shred" | "chmod" | "chown" | "find" | "tee" | "sed")).unwrap_or(name);
     match name {
+        "which" | "type" | "whereis" => {
+            return match args.iter().find(|a| !a.s.starts_with('-')) {
+                Some(a) if a.known() && name == "which" => Flow::Text(format!("{}\n", a.s)),
+                _ => Flow::Unknown(Taint::Clean),
+            };
+        }
+        "pwd" => {
+            return match &st.cwd {
+                Cwd::At(p) => Flow::Text(format!("{p}\n")),
+                Cwd::Unknown => Flow::Unknown(Taint::Clean),
+            };
+        }
         "echo" => {
             let mut words: Vec<&str> = strs(args);
             let mut interp = false;

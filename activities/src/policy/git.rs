@@ -227,6 +227,9 @@ fn push(az: &mut Analyzer<'_>, args: &[Field], force_config: bool) {
     let refspecs = if ops.len() > 1 { &ops[1..] } else { &[][..] };
     if remote.contains("heroku") || remote.contains("dokku") || remote == "production" || remote == "prod" {
         az.hit("production-deploy", "a push to a deploy remote deploys");
+        if !force && !delete {
+            return;
+        }
     }
     for r in refspecs {
         if r.starts_with('+') || r.contains(":+") {

@@ -68,7 +68,7 @@ fn risky_name(name: &str) -> Option<&'static str> {
     if any(&["deploy", "release", "publish", "ship", "promote", "rollout", "prod", "production", "launch"]) {
         return Some("production-deploy");
     }
-    if any(&["destroy", "nuke", "teardown", "wipe", "drop", "purge", "obliterate"]) {
+    if any(&["destroy", "nuke", "teardown", "wipe", "purge", "obliterate"]) {
         return Some("risky-script-name");
     }
     None

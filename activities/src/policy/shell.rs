@@ -383,7 +383,7 @@ impl Parser {
     fn command(&mut self, stop: Stop) -> Result<Option<Cmd>, ParseError> {
         loop {
             self.skip_ws();
-            if self.starts("((") {
+            if self.starts("((") && self.arith_ahead()? {
                 // Arithmetic command: skip to the matching `))`.
                 self.skip_balanced_parens()?;
                 return Ok(None);
@@ -756,6 +756,55 @@ impl Parser {
         Ok(Some(s))
     }
 
+    /// Whether the `((` at the cursor opens arithmetic (`(( i++ ))`) rather than nested
+    /// subshells (`((cmd))`, which POSIX shells such as dash run as commands). Text that is not
+    /// plain arithmetic, or that holds command substitutions, is read as commands.
+    fn arith_ahead(&mut self) -> Result<bool, ParseError> {
+        let save = self.i;
+        self.skip_balanced_parens()?;
+        let end = self.i;
+        self.i = save;
+        if end < save + 4 {
+            return Ok(true);
+        }
+        let content: String = self.s[save + 2..end - 2].iter().collect();
+        if content.contains("$(") || content.contains('`') || content.contains(['\'', '"', ';', '\n', '{', '}']) {
+            return Ok(false);
+        }
+        // Two operands in a row (`vercel --prod`, `rm -rf /`) are not arithmetic.
+        let mut prev_operand = false;
+        let mut gap = false;
+        let cs: Vec<char> = content.chars().collect();
+        let mut k = 0;
+        while k < cs.len() {
+            let c = cs[k];
+            if c.is_ascii_alphanumeric() || c == '_' || c == '$' || c == '.' {
+                if prev_operand && gap {
+                    return Ok(false);
+                }
+                while k < cs.len() && (cs[k].is_ascii_alphanumeric() || cs[k] == '_' || cs[k] == '$' || cs[k] == '.' || cs[k] == '#' || cs[k] == '[' || cs[k] == ']') {
+                    k += 1;
+                }
+                prev_operand = true;
+                gap = false;
+                continue;
+            }
+            if c == ' ' || c == '\t' {
+                gap = true;
+            } else if c == '-' && cs.get(k + 1) == Some(&'-') && prev_operand && gap {
+                // `a --b` is `a - -b` only when followed by an operand, still two operands.
+                return Ok(false);
+            } else if c == '/' && prev_operand && gap && cs.get(k + 1).is_none_or(|n| *n == ' ') {
+                prev_operand = false;
+            } else {
+                prev_operand = false;
+                gap = false;
+            }
+            k += 1;
+        }
+        Ok(true)
+    }
+
     /// Skips a balanced `( … )` region (arithmetic), honouring quotes.
     fn skip_balanced_parens(&mut self) -> Result<(), ParseError> {
         let mut depth = 0usize;
@@ -971,7 +1020,7 @@ impl Parser {
                 self.double_quoted(w)?;
             }
             Some('(') => {
-                if self.peek_at(1) == Some('(') {
+                if self.peek_at(1) == Some('(') && self.arith_ahead()? {
                     self.skip_balanced_parens()?;
                     w.parts.push(Part::Arith);
                     return Ok(());

@@ -26,14 +26,11 @@ static TRUNCATE: LazyLock<Regex> =
 static DELETE: LazyLock<Regex> = LazyLock::new(|| re(r"(^|[^\w])DELETE\s+(FROM\s+)?[\w.]+"));
 static UPDATE: LazyLock<Regex> = LazyLock::new(|| re(r"(^|[^\w])UPDATE\s+[\w.]+\s+SET\b"));
 static WHERE: LazyLock<Regex> = LazyLock::new(|| re(r"\bWHERE\b"));
-static TAUTOLOGY: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"\bWHERE\s+(1\s*=\s*1|TRUE|1|NOT\s+FALSE|1\s*<>\s*0|0\s*=\s*0|(\w+)\s*=\s*(\w+)\s*(;|$)|'(\w*)'\s*=\s*'(\w*)'|\w+\s+IS\s+NOT\s+NULL\s*(;|$)|\w+\s+IS\s+NULL\s+OR\s+\w+\s+IS\s+NOT\s+NULL)\s*(;|$|OR\b)|\bOR\s+1\s*=\s*1\b|\bOR\s+TRUE\b")
-});
 static GRANT: LazyLock<Regex> = LazyLock::new(|| {
     re(r"\b(GRANT|REVOKE)\s+\w|\b(CREATE|ALTER|DROP)\s+(ROLE|USER|GROUP|LOGIN)\b|\bSET\s+PASSWORD\b|\bALTER\s+DEFAULT\s+PRIVILEGES\b")
 });
 static AUTH_TABLE: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"\b(UPDATE|INSERT\s+INTO|DELETE\s+FROM|ALTER\s+TABLE)\s+[\w.]*(USER|ACCOUNT|AUTH|ROLE|PERMISSION|SESSION|CREDENTIAL|PASSWORD|MEMBER|ADMIN|API_KEY|TOKEN)S?\w*\b")
+    re(r"\b(UPDATE|ALTER\s+TABLE)\s+[\w.]*(USER|ACCOUNT|AUTH|ROLE|PERMISSION|CREDENTIAL|PASSWORD|ADMIN|API_KEY|MFA|OTP)S?\w*\b|\bINSERT\s+INTO\s+[\w.]*(ROLE|PERMISSION|ADMIN|GRANT|ACL)S?\w*\b|\bSET\s+[\w.]*(PASSWORD|ROLE|IS_ADMIN|IS_SUPERUSER|MFA\w*|OTP\w*)\s*=")
 });
 static SECURITY: LazyLock<Regex> = LazyLock::new(|| {
     re(r"\bDISABLE\s+ROW\s+LEVEL\s+SECURITY\b|\bNO\s+FORCE\s+ROW\s+LEVEL\s+SECURITY\b|\bDROP\s+POLICY\b|\bALTER\s+TABLE\s+\S+\s+DROP\s+CONSTRAINT\b|\bDISABLE\s+TRIGGER\b|\bBYPASSRLS\b|\bSET\s+SESSION_REPLICATION_ROLE\s*=\s*REPLICA\b")
@@ -41,6 +38,35 @@ static SECURITY: LazyLock<Regex> = LazyLock::new(|| {
 static AUDIT: LazyLock<Regex> = LazyLock::new(|| {
     re(r"\b(DROP\s+(TRIGGER|TABLE|FUNCTION|EXTENSION)(\s+IF\s+EXISTS)?\s+[\w.]*AUDIT|DELETE\s+FROM\s+[\w.]*AUDIT|TRUNCATE\s+(TABLE\s+)?[\w.]*AUDIT|DISABLE\s+TRIGGER\s+[\w.]*AUDIT|ALTER\s+TABLE\s+[\w.]*AUDIT\w*\s+DISABLE)")
 });
+
+/// Whether a statement's WHERE clause is always true (`WHERE 1=1`, `WHERE TRUE`,
+/// `WHERE x = x`, `… OR 1=1`).
+fn always_true(stmt: &str) -> bool {
+    let Some(pos) = stmt.find(" WHERE ").map(|p| p + 7).or_else(|| stmt.find("WHERE ").map(|p| p + 6)) else {
+        return false;
+    };
+    let cond = stmt[pos..].trim().trim_end_matches(';');
+    let cond = cond.split(" RETURNING ").next().unwrap_or(cond).trim();
+    let trivially = |c: &str| {
+        let c = c.trim().trim_matches(|ch| ch == '(' || ch == ')').trim();
+        if matches!(c, "TRUE" | "1" | "NOT FALSE" | "NOT 0") {
+            return true;
+        }
+        for op in ["<>", "!=", "="] {
+            if let Some((l, r)) = c.split_once(op) {
+                let (l, r) = (l.trim(), r.trim());
+                if op == "=" && l == r && !l.is_empty() {
+                    return true;
+                }
+                if op != "=" && l.parse::<i64>().is_ok() && r.parse::<i64>().is_ok() && l != r {
+                    return true;
+                }
+            }
+        }
+        c.ends_with(" IS NOT NULL OR ") || c.contains(" LIKE %") && c.ends_with("LIKE %")
+    };
+    trivially(cond) || cond.split(" OR ").skip(1).any(trivially)
+}
 
 /// Normalises SQL for matching.
 pub fn normalise(sql: &str) -> String {
@@ -84,10 +110,10 @@ pub fn check_sql(az: &mut Analyzer<'_>, text: &str, strict: bool) {
         if stmt.contains("ON DELETE") || stmt.contains("ON UPDATE") {
             continue;
         }
-        if DELETE.is_match(stmt) && (!WHERE.is_match(stmt) || TAUTOLOGY.is_match(stmt)) {
+        if DELETE.is_match(stmt) && (!WHERE.is_match(stmt) || always_true(stmt)) {
             az.hit("sql-delete-without-where", "SQL DELETE without a (real) WHERE clause");
         }
-        if UPDATE.is_match(stmt) && (!WHERE.is_match(stmt) || TAUTOLOGY.is_match(stmt)) {
+        if UPDATE.is_match(stmt) && (!WHERE.is_match(stmt) || always_true(stmt)) {
             az.hit("sql-update-without-where", "SQL UPDATE of every row");
         }
     }
