@@ -8,6 +8,7 @@ mod approve;
 mod image;
 mod killswitch;
 mod logging;
+mod policy_cmd;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,11 @@ enum Command {
     Keygen(approve::KeygenArgs),
     /// Stop executions: new ones fail with KillSwitchEngaged, running sandboxes are killed.
     KillSwitch(killswitch::KillSwitchArgs),
+    /// Check commands against the command policy (`check`, `test`, `rules`).
+    Policy {
+        #[command(subcommand)]
+        command: policy_cmd::PolicyCommand,
+    },
     /// Manage the sandbox image.
     Image {
         #[command(subcommand)]
@@ -55,6 +61,7 @@ async fn main() -> std::process::ExitCode {
         Command::Approve(args) => approve::approve(args).await,
         Command::Keygen(args) => approve::keygen(args),
         Command::KillSwitch(args) => killswitch::run(args).await,
+        Command::Policy { command } => policy_cmd::run(command),
         Command::Image {
             command: ImageCommand::Build(args),
         } => image::build(args).await,
