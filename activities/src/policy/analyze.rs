@@ -94,6 +94,8 @@ pub struct State {
     pub aliases: HashMap<String, String>,
     /// Files written from downloaded or decoded text.
     pub tainted_files: HashMap<String, Taint>,
+    /// Files written from known text by this command line.
+    pub written: HashMap<String, String>,
 }
 
 impl State {
@@ -119,6 +121,7 @@ impl State {
             funcs: HashMap::new(),
             aliases: HashMap::new(),
             tainted_files: HashMap::new(),
+            written: HashMap::new(),
         }
     }
 }
@@ -273,19 +276,31 @@ impl<'c> Analyzer<'c> {
         let mut out_targets = Vec::new();
         for r in &s.redirs {
             if let Some(f) = self.redirect(st, r, &mut input) {
-                out_targets.push(f);
+                out_targets.push((f, r.op == RedirOp::Append));
             }
         }
         if argv.is_empty() {
             return Flow::Empty;
         }
         let out = self.run(st, argv, input);
-        if !out_targets.is_empty() {
-            if out.taint() >= Taint::Decoded {
-                for t in &out_targets {
-                    st.tainted_files.insert(file_key(st, &t.s), out.taint());
+        for (t, append) in &out_targets {
+            let key = file_key(st, &t.s);
+            match &out {
+                Flow::Text(text) => {
+                    let e = st.written.entry(key).or_default();
+                    if !append {
+                        e.clear();
+                    }
+                    e.push_str(text);
                 }
+                Flow::Unknown(taint) => {
+                    st.written.remove(&key);
+                    st.tainted_files.insert(key, (*taint).max(Taint::Opaque));
+                }
+                Flow::Empty => {}
             }
+        }
+        if !out_targets.is_empty() {
             return Flow::Empty;
         }
         out
@@ -335,6 +350,9 @@ impl<'c> Analyzer<'c> {
         if let Some(t) = st.tainted_files.get(&file_key(st, &f.s)) {
             return Flow::Unknown(*t);
         }
+        if let Some(t) = st.written.get(&file_key(st, &f.s)) {
+            return Flow::Text(t.clone());
+        }
         match self.workspace_file(st, &f.s) {
             Some(c) => Flow::Text(c.to_string()),
             None => Flow::Unknown(Taint::Clean),
@@ -375,7 +393,11 @@ impl<'c> Analyzer<'c> {
                     cur.s.push_str(text);
                     have = true;
                 }
-                Part::Arith => {
+                Part::Arith(l) => {
+                    if !l.is_empty() {
+                        let mut inner = st.clone();
+                        self.list(&mut inner, l);
+                    }
                     cur.s.push('1');
                     have = true;
                 }
@@ -700,6 +722,13 @@ impl<'c> Analyzer<'c> {
             self.taint_exec(t, "a file written from downloaded or decoded text is executed");
             return Some(Flow::Unknown(t));
         }
+        if let Some(text) = st.written.get(&key).cloned() {
+            if self.followed.insert(format!("written:{key}:{}", text.len())) {
+                let mut inner = st.clone();
+                self.script(&mut inner, &text);
+            }
+            return Some(Flow::Unknown(Taint::Clean));
+        }
         if let Some(text) = PROC_TEXT.with(|m| m.borrow().get(&f.s).cloned()) {
             let mut inner = st.clone();
             self.script(&mut inner, &text);
@@ -926,6 +955,17 @@ pub fn normalise_ws_path(p: &str) -> String {
 /// Resolves a path against the working directory: an absolute normalised path (home as
 /// `~`), or None when it depends on an unknown working directory.
 pub fn resolve_path(cwd: &Cwd, p: &str) -> Option<String> {
+    let tilde_user;
+    let p = if p.starts_with('~') && !p.starts_with("~/") && p != "~" {
+        // `~user/…`: another user's home.
+        tilde_user = match p.split_once('/') {
+            Some((_, rest)) => format!("~/{rest}"),
+            None => "~".to_string(),
+        };
+        tilde_user.as_str()
+    } else {
+        p
+    };
     let joined = if p.starts_with('/') {
         p.to_string()
     } else if p == "~" || p.starts_with("~/") {

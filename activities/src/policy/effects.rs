@@ -114,7 +114,8 @@ pub fn unwrap(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field],
     };
     match name {
         "sudo" => {
-            if has_flag(args, 'e', &["--edit"]) || has_flag(args, 'l', &["--list"]) {
+            let lead = &args[..args.iter().position(|a| !a.s.starts_with('-')).unwrap_or(args.len())];
+            if has_flag(lead, 'e', &["--edit"]) || has_flag(lead, 'l', &["--list"]) || has_flag(lead, 'v', &["--validate"]) || has_flag(lead, 'k', &["--reset-timestamp"]) && lead.len() == args.len() {
                 return Next::Done(Flow::Empty);
             }
             let i = skip_opts(
@@ -122,8 +123,11 @@ pub fn unwrap(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field],
                 0,
                 &["-u", "-g", "-h", "-p", "-C", "-D", "-r", "-t", "-U", "-T", "--user", "--group", "--host", "--prompt", "--chdir", "--role", "--type", "--other-user", "--close-from", "--command-timeout"],
             );
-            if i >= args.len() && (has_flag(args, 's', &["--shell"]) || has_flag(args, 'i', &["--login"])) {
-                return shell_stdin(az, input);
+            if has_flag(lead, 's', &["--shell"]) || has_flag(lead, 'i', &["--login"]) {
+                if i >= args.len() {
+                    return shell_stdin(az, input);
+                }
+                return join_script(az, st, &args[i..]);
             }
             rest(i)
         }
@@ -973,6 +977,27 @@ pub fn leaf(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field], i
                 _ => Flow::Unknown(Taint::Clean),
             };
         }
+        "ls" | "dirname" | "basename" | "realpath" | "readlink" => {
+            let ops: Vec<&Field> = operands(args, &["-I", "--ignore", "-w", "--width", "-T", "--format", "--sort", "--time-style", "-s", "--suffix"]);
+            if ops.iter().any(|o| !o.known()) {
+                return Flow::Unknown(Taint::Clean);
+            }
+            let outs: Vec<String> = match name {
+                "ls" if ops.is_empty() => vec![".".into()],
+                "ls" => ops.iter().map(|o| o.s.clone()).collect(),
+                "dirname" => ops.iter().map(|o| {
+                    let t = o.s.trim_end_matches('/');
+                    match t.rfind('/') {
+                        Some(0) => "/".to_string(),
+                        Some(k) => t[..k].to_string(),
+                        None => ".".to_string(),
+                    }
+                }).collect(),
+                "basename" => ops.iter().take(1).map(|o| o.s.trim_end_matches('/').rsplit('/').next().unwrap_or("").to_string()).collect(),
+                _ => ops.iter().map(|o| resolve_path(&st.cwd, &o.s).unwrap_or_else(|| UNKNOWN.to_string())).collect(),
+            };
+            return Flow::Text(outs.join("\n") + "\n");
+        }
         "pwd" => {
             return match &st.cwd {
                 Cwd::At(p) => Flow::Text(format!("{p}\n")),
@@ -1134,47 +1159,65 @@ fn filter(az: &mut Analyzer<'_>, st: &mut State, name: &str, args: &[Field], inp
 fn download(az: &mut Analyzer<'_>, st: &mut State, name: &str, args: &[Field]) -> Flow {
     // Output files written with downloaded content.
     let mut to_file = false;
-    let mut k = 0;
-    while k < args.len() {
-        let a = args[k].s.as_str();
-        let next = args.get(k + 1);
-        let target = match (name, a) {
-            ("curl" | "xh" | "curlie", "-o" | "--output") => next.map(|f| f.s.clone()),
-            ("wget", "-O" | "--output-document") => next.map(|f| f.s.clone()),
-            ("aria2c", "-o" | "--out") => next.map(|f| f.s.clone()),
-            (_, a) if a.starts_with("--output-document=") || a.starts_with("--output=") => a.split_once('=').map(|(_, v)| v.to_string()),
-            ("wget", a) if a.starts_with("-O") && a.len() > 2 => Some(a[2..].to_string()),
-            ("curl", a) if a.starts_with("-o") && a.len() > 2 && !a.starts_with("--") => Some(a[2..].to_string()),
-            _ => None,
-        };
-        if let Some(t) = target {
-            if t == "-" {
-                k += 1;
-                continue;
-            }
-            to_file = true;
-            let f = Field::lit(&t);
-            check_write(az, st, &f, "download");
-            let key = super::analyze::file_key(st, &t);
-            st.tainted_files.insert(key, Taint::Downloaded);
-        }
-        if name == "curl" && (a == "-O" || a == "--remote-name" || a == "-LO" || a == "-sLO" || a == "-fsSLO" || a.starts_with('-') && !a.starts_with("--") && a.ends_with('O')) {
-            to_file = true;
-            for u in args.iter().filter(|u| u.s.contains("://")) {
-                let base = u.s.split(['?', '#']).next().unwrap_or("").rsplit('/').next().unwrap_or("").to_string();
-                let key = super::analyze::file_key(st, &base);
-                st.tainted_files.insert(key, Taint::Downloaded);
-            }
-        }
-        k += 1;
-    }
-    if name == "wget" && !args.iter().any(|a| a.s.starts_with("-O") || a.s.starts_with("--output-document") || a.s == "-qO-") {
-        to_file = true;
+    let mut explicit_stdout = false;
+    let out_letter = match name {
+        "wget" => Some('O'),
+        "curl" | "xh" | "curlie" | "aria2c" => Some('o'),
+        _ => None,
+    };
+    let by_url_name = |st: &mut State| {
         for u in args.iter().filter(|u| u.s.contains("://")) {
             let base = u.s.split(['?', '#']).next().unwrap_or("").rsplit('/').next().unwrap_or("").to_string();
             let key = super::analyze::file_key(st, &base);
             st.tainted_files.insert(key, Taint::Downloaded);
         }
+    };
+    let mut k = 0;
+    while k < args.len() {
+        let a = args[k].s.as_str();
+        let next = args.get(k + 1).map(|f| f.s.clone());
+        let mut target: Option<String> = None;
+        if let Some(v) = a.strip_prefix("--output-document=").or_else(|| a.strip_prefix("--output=")).or_else(|| a.strip_prefix("--out=")) {
+            target = Some(v.to_string());
+        } else if matches!(a, "--output-document" | "--output" | "--out") {
+            target = next;
+            k += 1;
+        } else if a == "--remote-name" || a == "--remote-name-all" {
+            to_file = true;
+            by_url_name(st);
+        } else if a.starts_with('-') && !a.starts_with("--") && a.len() > 1 {
+            let cluster = &a[1..];
+            if let Some(l) = out_letter
+                && let Some(pos) = cluster.find(l)
+            {
+                let rest = &cluster[pos + 1..];
+                target = if rest.is_empty() {
+                    k += 1;
+                    next
+                } else {
+                    Some(rest.to_string())
+                };
+            } else if name == "curl" && cluster.contains('O') {
+                to_file = true;
+                by_url_name(st);
+            }
+        }
+        if let Some(t) = target {
+            if t == "-" || t == "/dev/stdout" {
+                explicit_stdout = true;
+            } else {
+                to_file = true;
+                let f = Field::lit(&t);
+                check_write(az, st, &f, "download");
+                let key = super::analyze::file_key(st, &t);
+                st.tainted_files.insert(key, Taint::Downloaded);
+            }
+        }
+        k += 1;
+    }
+    if name == "wget" && !to_file && !explicit_stdout {
+        to_file = true;
+        by_url_name(st);
     }
     if name == "scp" || name == "rsync" || name == "sftp" || name == "gsutil" || name == "s3cmd" {
         if let Some(last) = args.last() {
@@ -1302,11 +1345,6 @@ fn other(az: &mut Analyzer<'_>, st: &mut State, name: &str, args: &[Field], inpu
             };
             if weak {
                 az.hit("security-feature-change", "disables a firewall, audit or mandatory access control");
-            }
-        }
-        "history" => {
-            if has_flag(args, 'c', &[]) || has_flag(args, 'w', &[]) && false {
-                az.hit("audit-log-removal", "clears the shell history");
             }
         }
         "crontab" => {
@@ -1501,7 +1539,9 @@ fn interpreter(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[Field], i
                 }
                 return;
             }
-            if let Some(c) = az.workspace_file(st, &f.s)
+            if let Some(c) = st.written.get(&key).cloned() {
+                check_code(az, st, &c);
+            } else if let Some(c) = az.workspace_file(st, &f.s)
                 && az.followed.insert(format!("code:{key}"))
             {
                 check_code(az, st, c);
@@ -1537,7 +1577,30 @@ pub fn check_code(az: &mut Analyzer<'_>, st: &mut State, code: &str) {
         az.hit("rm-rf-root", "program code deletes /, the home directory or a system path");
     }
     sql::check_sql(az, code, false);
+    static DECODES: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"(?i)(b64decode|base64|atob\s*\(|fromcharcode|unhexlify|bytes\.fromhex|codecs\.decode|rot13|decompress|unpack\s*\(|\\x[0-9a-f]{2}.*\\x[0-9a-f]{2}|chr\s*\(\s*\d+\s*\)\s*\+)").unwrap()
+    });
+    static LIST: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r#"\[\s*((?:['"][^'"]*['"]\s*,\s*)+['"][^'"]*['"])\s*,?\s*\]"#).unwrap()
+    });
+    let runs = RUNS.is_match(code) || code.contains("exec(") || code.contains("eval(");
+    if runs && DECODES.is_match(code) {
+        az.hit("decode-pipe-shell", "program code runs decoded or obfuscated text");
+    }
     if RUNS.is_match(code) {
+        for c in LIST.captures_iter(code) {
+            let words: Vec<String> = string_literals(&c[1]).into_iter().step_by(1).collect();
+            let joined = words.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ");
+            let mut inner = st.clone();
+            let saved = az.hits.len();
+            az.script(&mut inner, &joined);
+            let new: Vec<_> = az.hits.drain(saved..).collect();
+            for h in new {
+                if !matches!(h.rule, "parse-error" | "dynamic-command" | "eval-dynamic" | "decode-pipe-shell" | "too-deep") {
+                    az.hits.push(h);
+                }
+            }
+        }
         for lit in string_literals(code) {
             if lit.len() < 2 {
                 continue;

@@ -90,8 +90,8 @@ pub enum Part {
     CmdSub { body: List, quoted: bool },
     /// `<( … )` or `>( … )`.
     ProcSub { body: List, input: bool },
-    /// `$(( … ))`
-    Arith,
+    /// `$(( … ))`, with the command substitutions inside it.
+    Arith(List),
     /// A here-doc body, filled when the parser reaches the end of its line.
     Doc(std::rc::Rc<std::cell::RefCell<String>>),
 }
@@ -384,9 +384,9 @@ impl Parser {
         loop {
             self.skip_ws();
             if self.starts("((") && self.arith_ahead()? {
-                // Arithmetic command: skip to the matching `))`.
-                self.skip_balanced_parens()?;
-                return Ok(None);
+                // Arithmetic command: only its command substitutions run anything.
+                let subs = self.arith_subs()?;
+                return Ok(Some(Cmd::Group(subs)));
             }
             if self.peek() == Some('(') {
                 self.i += 1;
@@ -768,7 +768,7 @@ impl Parser {
             return Ok(true);
         }
         let content: String = self.s[save + 2..end - 2].iter().collect();
-        if content.contains("$(") || content.contains('`') || content.contains(['\'', '"', ';', '\n', '{', '}']) {
+        if content.contains(['\'', '"', ';', '\n', '{', '}']) {
             return Ok(false);
         }
         // Two operands in a row (`vercel --prod`, `rm -rf /`) are not arithmetic.
@@ -778,6 +778,33 @@ impl Parser {
         let mut k = 0;
         while k < cs.len() {
             let c = cs[k];
+            if (c == '$' && cs.get(k + 1) == Some(&'(')) || c == '`' {
+                // A substitution is one operand.
+                if prev_operand && gap {
+                    return Ok(false);
+                }
+                let close = if c == '`' { '`' } else { ')' };
+                let mut depth = 0i32;
+                k += 1;
+                while k < cs.len() {
+                    match cs[k] {
+                        '(' if close == ')' => depth += 1,
+                        ')' if close == ')' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        '`' if close == '`' => break,
+                        _ => {}
+                    }
+                    k += 1;
+                }
+                k += 1;
+                prev_operand = true;
+                gap = false;
+                continue;
+            }
             if c.is_ascii_alphanumeric() || c == '_' || c == '$' || c == '.' {
                 if prev_operand && gap {
                     return Ok(false);
@@ -803,6 +830,50 @@ impl Parser {
             k += 1;
         }
         Ok(true)
+    }
+
+    /// Skips an arithmetic `(( … ))` region and returns its command substitutions, parsed.
+    fn arith_subs(&mut self) -> Result<List, ParseError> {
+        let start = self.i;
+        self.skip_balanced_parens()?;
+        let content: Vec<char> = self.s[start + 2..self.i.saturating_sub(2).max(start + 2)].to_vec();
+        if !content.iter().any(|c| *c == '$' || *c == '`') {
+            return Ok(Vec::new());
+        }
+        let mut sub = Parser {
+            s: content,
+            i: 0,
+            depth: self.depth,
+            pending: Vec::new(),
+        };
+        let mut w = Word::default();
+        while let Some(c) = sub.peek() {
+            if c == '`' {
+                sub.backtick(&mut w, true)?;
+            } else if c == '$' && sub.peek_at(1) == Some('(') {
+                sub.dollar(&mut w, true)?;
+            } else {
+                sub.i += 1;
+            }
+        }
+        if w.parts.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![Pipeline {
+            cmds: vec![Cmd::Simple(Simple {
+                assigns: Vec::new(),
+                words: vec![
+                    Word {
+                        parts: vec![Part::Lit {
+                            text: ":".into(),
+                            quoted: false,
+                        }],
+                    },
+                    w,
+                ],
+                redirs: Vec::new(),
+            })],
+        }])
     }
 
     /// Skips a balanced `( … )` region (arithmetic), honouring quotes.
@@ -1021,8 +1092,8 @@ impl Parser {
             }
             Some('(') => {
                 if self.peek_at(1) == Some('(') && self.arith_ahead()? {
-                    self.skip_balanced_parens()?;
-                    w.parts.push(Part::Arith);
+                    let subs = self.arith_subs()?;
+                    w.parts.push(Part::Arith(subs));
                     return Ok(());
                 }
                 self.i += 1;
@@ -1044,7 +1115,7 @@ impl Parser {
                     return self.err("unterminated $[");
                 }
                 self.i += 1;
-                w.parts.push(Part::Arith);
+                w.parts.push(Part::Arith(Vec::new()));
             }
             Some('{') => {
                 self.i += 1;

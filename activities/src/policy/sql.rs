@@ -73,15 +73,29 @@ pub fn normalise(sql: &str) -> String {
     let s = BLOCK_COMMENT.replace_all(sql, " ");
     let s = LINE_COMMENT.replace_all(&s, " ");
     let s = CONCAT.replace_all(&s, "");
-    let s: String = s
-        .chars()
-        .map(|c| match c {
-            '"' | '`' | '[' | ']' | '\'' | ')' | '(' if false => ' ',
-            '"' | '`' | '[' | ']' | '\'' => '\u{0}',
-            c => c,
-        })
-        .filter(|c| *c != '\u{0}')
-        .collect();
+    let upper = s.to_uppercase();
+    // String literals are data, unless the SQL executes strings.
+    let dynamic = ["EXECUTE", "EXEC ", "PREPARE", "SP_EXECUTESQL", "DBMS_SQL", "EVAL", "QUERY_TO_XML", "DBLINK"]
+        .iter()
+        .any(|k| upper.contains(k));
+    let mut out = String::with_capacity(s.len());
+    let mut in_str = false;
+    for c in s.chars() {
+        match c {
+            '\'' => {
+                in_str = !in_str;
+                if !dynamic && in_str {
+                    out.push('S');
+                }
+            }
+            '"' | '`' | '[' | ']' => {}
+            c if in_str && !dynamic => {
+                let _ = c;
+            }
+            c => out.push(c),
+        }
+    }
+    let s = out;
     let up = s.to_uppercase();
     up.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -227,6 +241,9 @@ pub fn client(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[Field], in
             let ops = operands(args, &["-cmd", "-separator", "-nullvalue", "-init"]);
             for o in ops.iter().skip(1) {
                 check_sql(az, &o.s, true);
+            }
+            if ops.len() <= 1 {
+                stdin_sql(az, input);
             }
             for w in args.windows(2) {
                 if w[0].s == "-cmd" {
