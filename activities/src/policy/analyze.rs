@@ -19,6 +19,8 @@ pub const UNKNOWN: char = '\u{1}';
 const MAX_NEST: usize = 12;
 /// Total simple commands analysed for one decision; more is refused (bounded work).
 const MAX_STEPS: usize = 4000;
+/// Longer variable values (and expanded words) are treated as unknown.
+const MAX_VALUE: usize = 8192;
 
 /// Where a piece of text came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -204,19 +206,19 @@ impl<'c> Analyzer<'c> {
             Cmd::Simple(s) => self.simple(st, s, input),
             Cmd::Subshell(l) => {
                 let mut inner = st.clone();
-                self.list(&mut inner, l);
+                let out = self.list_flow_in(&mut inner, l, input);
                 // Taint learnt inside still matters for files it wrote.
                 st.tainted_files.extend(inner.tainted_files);
-                Flow::Unknown(Taint::Clean)
+                st.written.extend(inner.written);
+                out
             }
             Cmd::Group(l) => {
                 if piped {
                     let mut inner = st.clone();
-                    self.list(&mut inner, l);
+                    self.list_flow_in(&mut inner, l, input)
                 } else {
-                    self.list(st, l);
+                    self.list_flow_in(st, l, input)
                 }
-                Flow::Unknown(Taint::Clean)
             }
             Cmd::Func(name, body) => {
                 if calls_itself(name, body) {
@@ -260,7 +262,13 @@ impl<'c> Analyzer<'c> {
             return Flow::Unknown(Taint::Clean);
         }
         for (name, w) in &s.assigns {
-            let fs = self.expand_joined(st, w);
+            let mut fs = self.expand_joined(st, w);
+            if fs.s.len() > MAX_VALUE {
+                fs.s = UNKNOWN.to_string();
+            }
+            if runs_shell_var(name) && !fs.s.is_empty() {
+                super::effects::run_script(self, st, &fs);
+            }
             st.vars.insert(
                 name.clone(),
                 Var {
@@ -456,6 +464,14 @@ impl<'c> Analyzer<'c> {
         if have {
             fields.push(cur);
         }
+        for f in &mut fields {
+            if f.s.len() > MAX_VALUE {
+                f.s = UNKNOWN.to_string();
+            }
+        }
+        if fields.len() > 4096 {
+            fields.truncate(4096);
+        }
         if brace_candidate {
             let mut out = Vec::new();
             for f in fields {
@@ -583,11 +599,17 @@ impl<'c> Analyzer<'c> {
 
     /// Analyses a list and returns the output of its last pipeline.
     pub fn list_flow(&mut self, st: &mut State, list: &List) -> Flow {
+        self.list_flow_in(st, list, Flow::Empty)
+    }
+
+    /// Like [`Self::list_flow`], with `stdin` given to the first command (a piped group).
+    pub fn list_flow_in(&mut self, st: &mut State, list: &List, stdin: Flow) -> Flow {
         let mut last = Flow::Empty;
         let mut texts = String::new();
         let mut all_text = true;
+        let mut stdin = Some(stdin);
         for pl in list {
-            let mut input = Flow::Empty;
+            let mut input = stdin.take().unwrap_or(Flow::Empty);
             for c in &pl.cmds {
                 input = self.cmd(st, c, input, pl.cmds.len() > 1);
             }
@@ -645,6 +667,11 @@ impl<'c> Analyzer<'c> {
                 let field = first.clone();
                 if let Some(flow) = self.exec_file(st, &field, &argv[1..]) {
                     return flow;
+                }
+                if name_full.starts_with("./") && (base.ends_with(".sh") || !base.contains('.'))
+                    && let Some(rule) = super::pkg::risky_name(&base)
+                {
+                    self.hit(rule, "a script that is not in the workspace and whose name suggests a deploy or teardown");
                 }
             }
             // Aliases.
@@ -840,6 +867,13 @@ fn transform(v: &str, op: &str) -> String {
 
 /// Bash brace expansion (`{a,b}`, nested), capped at `max` results.
 pub fn brace_expand(s: &str, max: usize) -> Vec<String> {
+    brace_expand_at(s, max, 0)
+}
+
+fn brace_expand_at(s: &str, max: usize, depth: usize) -> Vec<String> {
+    if depth > 6 || s.len() > 4096 {
+        return vec![s.to_string()];
+    }
     let chars: Vec<char> = s.chars().collect();
     // Find the first top-level `{ … }` holding a comma.
     let mut i = 0;
@@ -871,7 +905,7 @@ pub fn brace_expand(s: &str, max: usize) -> Vec<String> {
                 let mut out = Vec::new();
                 for w in bounds.windows(2) {
                     let alt: String = chars[w[0] + 1..w[1]].iter().collect();
-                    for e in brace_expand(&format!("{pre}{alt}{post}"), max) {
+                    for e in brace_expand_at(&format!("{pre}{alt}{post}"), max, depth + 1) {
                         if out.len() >= max {
                             return out;
                         }
@@ -888,6 +922,16 @@ pub fn brace_expand(s: &str, max: usize) -> Vec<String> {
 
 pub fn has_glob(s: &str) -> bool {
     s.contains('*') || s.contains('?') || (s.len() > 2 && s.contains('[') && s.contains(']'))
+}
+
+/// Variables whose value a program runs as a shell command.
+pub fn runs_shell_var(name: &str) -> bool {
+    matches!(
+        name,
+        "GIT_SSH_COMMAND" | "GIT_SSH" | "GIT_EDITOR" | "GIT_PAGER" | "GIT_EXTERNAL_DIFF" | "GIT_ASKPASS"
+            | "SSH_ASKPASS" | "PAGER" | "EDITOR" | "VISUAL" | "BASH_ENV" | "ENV" | "PROMPT_COMMAND"
+            | "MANPAGER" | "SYSTEMD_PAGER" | "GIT_SEQUENCE_EDITOR" | "LESSOPEN" | "LESSCLOSE"
+    )
 }
 
 /// Tools whose output is meant to be `eval`ed or `source`d (shell set-up, completions).

@@ -425,6 +425,10 @@ pub fn unwrap(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field],
         "export" | "declare" | "typeset" | "local" | "readonly" => {
             for a in args {
                 if let Some((k, v)) = a.s.split_once('=') {
+                    if super::analyze::runs_shell_var(k) && !v.is_empty() {
+                        let f = Field { s: v.to_string(), taint: a.taint };
+                        run_script(az, st, &f);
+                    }
                     st.vars.insert(k.trim_end_matches('+').to_string(), super::analyze::Var { text: v.to_string(), taint: a.taint });
                 }
             }
@@ -484,6 +488,26 @@ fn skip_opts_numeric(args: &[Field], valued: &[&str]) -> usize {
         i += 1;
     }
     i
+}
+
+/// The binary a package provides (`netlify-cli` → `netlify`, `@scope/x@1` → `x`).
+pub fn bin_of_package(pkg: &str) -> String {
+    let no_ver = match pkg.strip_prefix('@') {
+        Some(r) => format!("@{}", r.split('@').next().unwrap_or(r)),
+        None => pkg.split('@').next().unwrap_or(pkg).to_string(),
+    };
+    let bin = no_ver.rsplit('/').next().unwrap_or(&no_ver);
+    match bin {
+        "cli" | "wrangler" if no_ver.contains("cloudflare") => "wrangler",
+        "cli" if no_ver.contains("vercel") => "vercel",
+        "netlify-cli" => "netlify",
+        "firebase-tools" => "firebase",
+        "aws-cdk" => "cdk",
+        "cli" if no_ver.contains("railway") => "railway",
+        "serverless" | "sls" => "serverless",
+        b => b,
+    }
+    .to_string()
 }
 
 fn pkg_bin(args: &[Field], i: usize) -> Next {
@@ -644,8 +668,12 @@ fn exec_path(az: &mut Analyzer<'_>, st: &mut State, f: &Field, shell: bool) {
         az.hit("eval-dynamic", "a script path only known at run time");
         return;
     }
-    if az.exec_file(st, f, &[]).is_none() && shell && f.s.starts_with("/dev/fd/") {
-        az.hit("decode-pipe-shell", "a shell runs the output of a process it cannot follow");
+    if az.exec_file(st, f, &[]).is_none() {
+        if shell && f.s.starts_with("/dev/fd/") {
+            az.hit("decode-pipe-shell", "a shell runs the output of a process it cannot follow");
+        } else if let Some(rule) = super::pkg::risky_name(f.s.rsplit('/').next().unwrap_or("")) {
+            az.hit(rule, "a script that is not in the workspace and whose name suggests a deploy or teardown");
+        }
     }
 }
 
@@ -858,7 +886,12 @@ pub fn place(st: &State, raw: &str) -> Place {
     }
     let segs = &segs[..n];
     if segs.first() == Some(&"~") {
-        return if segs.len() == 1 { Place::Home } else { Place::Ordinary };
+        let creds = [".ssh", ".gnupg", ".aws", ".kube", ".docker", ".config", ".local"];
+        return if segs.len() == 1 || (segs.len() == 2 && creds.contains(&segs[1])) {
+            Place::Home
+        } else {
+            Place::Ordinary
+        };
     }
     if segs.is_empty() {
         return Place::Root;
@@ -1381,7 +1414,7 @@ fn other(az: &mut Analyzer<'_>, st: &mut State, name: &str, args: &[Field], inpu
         "docker" | "podman" | "nerdctl" | "kubectl" | "oc" | "microk8s" | "k3s" => {
             if let Some(inner) = deploy::container_exec(n, args) {
                 let mut inner_st = State::new();
-                az.run(&mut inner_st, inner, Flow::Unknown(Taint::Clean));
+                az.run(&mut inner_st, inner, input.clone());
             }
             deploy::deploy(az, st, n, args);
         }
@@ -1562,7 +1595,7 @@ pub fn check_code(az: &mut Analyzer<'_>, st: &mut State, code: &str) {
         regex::Regex::new(r"(?i)(\bsystem\s*\(|\bpopen|\bexec(sync|file|v|l|vp|lp)?\s*\(|\bspawn(sync)?\s*\(|subprocess|\bcall\s*\(|check_output|check_call|\brun\s*\(|`|\bshell_exec|\bpassthru|%x|qx|\bos\.system|child_process|\bopen\s*\(\s*['\x22]\|)").unwrap()
     });
     static DELETES: LazyLock<regex::Regex> = LazyLock::new(|| {
-        regex::Regex::new(r#"(?i)(rmtree|rmsync|rmdirsync|\brm\s*\(|rimraf|remove_dir_all|unlink|rm_rf|\bdelete\b|removedirs|\bremove\s*\()\s*\(?\s*(['"](/|~|/\*|/home|/etc|/usr|/var)['"/]|os\.path\.expanduser\(\s*['"]~['"]\s*\)|process\.env\.HOME|os\.homedir\(\)|Path\.home\(\)|ENV\[.HOME.\]|\$ENV\{HOME\})"#).unwrap()
+        regex::Regex::new(r#"(?i)(rmtree|remove_tree|rm_r|rmsync|rmdirsync|\brm\s*\(|rimraf|remove_dir_all|unlink|rm_rf|\bdelete\b|removedirs|\bremove\s*\()\s*\(?\s*(['"](/|~|/\*|/home|/etc|/usr|/var)['"/]|os\.path\.expanduser\(\s*['"]~['"]\s*\)|process\.env\.HOME|os\.homedir\(\)|Path\.home\(\)|ENV\[.HOME.\]|\$ENV\{HOME\})"#).unwrap()
     });
     static FORK: LazyLock<regex::Regex> = LazyLock::new(|| {
         regex::Regex::new(r"(?i)(while\s*(true|1|\(\s*1\s*\)|:)[^\n]{0,40}fork|fork\s*(\(\s*\))?\s*(while|until)|for\s*\(\s*;\s*;\s*\)\s*\{?\s*fork|fork\s*\(\s*\)\s*;?\s*\}?\s*while|loop\s*\{?\s*fork)").unwrap()
@@ -1580,6 +1613,32 @@ pub fn check_code(az: &mut Analyzer<'_>, st: &mut State, code: &str) {
     static DECODES: LazyLock<regex::Regex> = LazyLock::new(|| {
         regex::Regex::new(r"(?i)(b64decode|base64|atob\s*\(|fromcharcode|unhexlify|bytes\.fromhex|codecs\.decode|rot13|decompress|unpack\s*\(|\\x[0-9a-f]{2}.*\\x[0-9a-f]{2}|chr\s*\(\s*\d+\s*\)\s*\+)").unwrap()
     });
+    static FETCHED: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"(?i)(urlopen|requests\.get|urllib|fetch\s*\(|http\.get|https\.get|net::http|open-uri|lwp::simple|file_get_contents\s*\(\s*['\x22]https?:|httpx\.get|axios)").unwrap()
+    });
+    static EVAL: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"(?i)(\bexec\s*\(|\beval\b|new\s+Function|\bcompile\s*\(|instance_eval|\bsystem\s*\(|\bload\s*\()").unwrap()
+    });
+    static LIST2: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r#"(['"][^'"]+['"])\s*,\s*\[\s*((?:['"][^'"]*['"]\s*,\s*)*['"][^'"]*['"])\s*,?\s*\]"#).unwrap()
+    });
+    if FETCHED.is_match(code) && EVAL.is_match(code) {
+        az.hit("curl-pipe-shell", "program code runs downloaded code");
+    }
+    for c in LIST2.captures_iter(code) {
+        let mut words = string_literals(&c[1]);
+        words.extend(string_literals(&c[2]));
+        let joined = words.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ");
+        let mut inner = st.clone();
+        let saved = az.hits.len();
+        az.script(&mut inner, &joined);
+        let new: Vec<_> = az.hits.drain(saved..).collect();
+        for h in new {
+            if !matches!(h.rule, "parse-error" | "dynamic-command" | "eval-dynamic" | "decode-pipe-shell" | "too-deep") {
+                az.hits.push(h);
+            }
+        }
+    }
     static LIST: LazyLock<regex::Regex> = LazyLock::new(|| {
         regex::Regex::new(r#"\[\s*((?:['"][^'"]*['"]\s*,\s*)+['"][^'"]*['"])\s*,?\s*\]"#).unwrap()
     });
@@ -1604,6 +1663,11 @@ pub fn check_code(az: &mut Analyzer<'_>, st: &mut State, code: &str) {
         for lit in string_literals(code) {
             if lit.len() < 2 {
                 continue;
+            }
+            if (RUNS.is_match(&lit) || lit.contains("exec(")) && az.nest < 8 {
+                az.nest += 1;
+                check_code(az, st, &lit);
+                az.nest -= 1;
             }
             let mut inner = st.clone();
             let saved = az.hits.len();

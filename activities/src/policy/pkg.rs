@@ -61,11 +61,11 @@ fn has_package_json(az: &Analyzer<'_>) -> bool {
 }
 
 /// Names that say "deploy" when the script or target itself cannot be read.
-fn risky_name(name: &str) -> Option<&'static str> {
+pub fn risky_name(name: &str) -> Option<&'static str> {
     let l = name.to_ascii_lowercase();
     let toks: Vec<&str> = l.split([':', '-', '_', '.', '/']).collect();
     let any = |ws: &[&str]| toks.iter().any(|t| ws.contains(t));
-    if any(&["deploy", "release", "publish", "ship", "promote", "rollout", "prod", "production", "launch"]) {
+    if any(&["deploy", "release", "publish", "ship", "promote", "rollout"]) {
         return Some("production-deploy");
     }
     if any(&["destroy", "nuke", "teardown", "wipe", "purge", "obliterate"]) {
@@ -105,7 +105,7 @@ fn follow_script(az: &mut Analyzer<'_>, st: &mut State, dir: Option<&str>, name:
 }
 
 const NPM_BUILTINS: &[&str] = &[
-    "install", "i", "ci", "add", "remove", "rm", "uninstall", "un", "update", "up", "upgrade", "outdated", "ls", "list", "ll", "la", "audit", "init", "create", "info", "view", "v", "show", "pack", "link", "ln", "unlink", "prune", "dedupe", "ddp", "why", "explain", "config", "c", "set", "get", "cache", "doctor", "fund", "help", "login", "logout", "whoami", "version", "-v", "--version", "search", "s", "root", "prefix", "bin", "rebuild", "rb", "shrinkwrap", "store", "import", "env", "setup", "patch", "patch-commit", "licenses", "fetch", "install-test", "it", "cit", "clean-install", "query", "sbom", "pkg", "workspaces", "plugin", "set-script", "node", "dlx", "exec", "x", "run", "run-script", "rum", "urn", "test", "t", "tst", "start", "stop", "restart", "publish", "unpublish", "deprecate", "dist-tag", "owner", "team", "access", "token", "profile", "hook", "org", "star", "unstar", "stars", "adduser", "edit", "explore", "docs", "bugs", "repo", "completion", "diff", "hash-object", "npm", "constraints", "dedupe", "why", "workspace", "interactive", "tag", "global", "check", "autoclean", "generate-lock-entry", "policies", "self-update", "upgrade-interactive", "deploy", "recursive", "-r", "-w", "import", "server", "audit-fix", "rebuild", "licenses", "approve-builds", "ignored-builds", "cat-file", "cat-index", "find-hash",
+    "install", "i", "ci", "add", "remove", "rm", "uninstall", "un", "update", "up", "upgrade", "outdated", "ls", "list", "ll", "la", "audit", "init", "create", "info", "view", "v", "show", "pack", "link", "ln", "unlink", "prune", "dedupe", "ddp", "why", "explain", "config", "c", "set", "get", "cache", "doctor", "fund", "help", "login", "logout", "whoami", "version", "-v", "--version", "search", "s", "root", "prefix", "bin", "rebuild", "rb", "shrinkwrap", "store", "import", "env", "setup", "patch", "patch-commit", "licenses", "fetch", "install-test", "it", "cit", "clean-install", "query", "sbom", "pkg", "workspaces", "plugin", "set-script", "node", "dlx", "exec", "x", "run", "run-script", "rum", "urn", "test", "t", "tst", "start", "stop", "restart", "publish", "unpublish", "deprecate", "dist-tag", "owner", "team", "access", "token", "profile", "hook", "org", "star", "unstar", "stars", "adduser", "edit", "explore", "docs", "bugs", "repo", "completion", "diff", "hash-object", "npm", "constraints", "dedupe", "why", "workspace", "interactive", "tag", "global", "check", "autoclean", "generate-lock-entry", "policies", "self-update", "upgrade-interactive", "recursive", "-r", "-w", "import", "server", "audit-fix", "rebuild", "licenses", "approve-builds", "ignored-builds", "cat-file", "cat-index", "find-hash",
 ];
 
 pub fn package_manager(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[Field]) {
@@ -201,16 +201,8 @@ pub fn package_manager(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[F
             if !r.is_empty() {
                 let v: Vec<Field> = r.into_iter().filter(|f| f.s != "--").collect();
                 let mut inner = st.clone();
-                let first = v[0].s.clone();
                 let mut v2 = v.clone();
-                if let Some(bin) = first.split('@').next()
-                    && !first.starts_with('@')
-                {
-                    v2[0] = Field::lit(bin);
-                } else if first.starts_with('@') {
-                    let no_ver = format!("@{}", first[1..].split('@').next().unwrap_or(""));
-                    v2[0] = Field::lit(no_ver.rsplit('/').next().unwrap_or(&no_ver));
-                }
+                v2[0] = Field::lit(&super::effects::bin_of_package(&v[0].s));
                 az.run(&mut inner, v2, Flow::Unknown(Taint::Clean));
             }
         }
@@ -236,9 +228,18 @@ pub fn package_manager(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[F
             }
         }
         "deploy" if n == "pnpm" => {
-            // `pnpm deploy` copies a workspace package to a directory; not a release.
+            // `pnpm deploy` copies a workspace package to a directory; a script of that
+            // name is judged anyway (the caller may mean it).
+            if !scripts(az, st, dir, "deploy").is_empty() {
+                follow_script(az, st, dir, "deploy", &[]);
+            }
         }
-        s if NPM_BUILTINS.contains(&s) => {}
+        s if NPM_BUILTINS.contains(&s) => {
+            // yarn/pnpm/bun run a script that shadows a command name; judge it too.
+            if n != "npm" && !scripts(az, st, dir, s).is_empty() {
+                follow_script(az, st, dir, s, &[]);
+            }
+        }
         s => {
             // `yarn X`, `pnpm X`, `bun X`: a script if there is one, else a binary.
             if n == "npm" {

@@ -1270,7 +1270,11 @@ fn split_param(inner: &str) -> (String, String) {
             !(c == '_' || c.is_ascii_alphanumeric() || (k == 0 && "@*#?$!-".contains(c)))
         })
         .map_or(rest.len(), |(k, _)| k);
-    let end = if end == 0 && !rest.is_empty() { 1 } else { end };
+    let end = if end == 0 {
+        rest.chars().next().map_or(0, char::len_utf8)
+    } else {
+        end
+    };
     let name = format!("{prefix}{}", &rest[..end.min(rest.len())]);
     (name, rest[end.min(rest.len())..].to_string())
 }
