@@ -47,7 +47,11 @@ fn measure(policy: &Policy, ctx: &PolicyContext<'_>, cmd: &str) -> (Duration, Du
         verdict = d.verdict().to_string();
     }
     times.sort();
-    (times[times.len() / 2], times[times.len() * 99 / 100], verdict)
+    (
+        times[times.len() / 2],
+        times[times.len() * 99 / 100],
+        verdict,
+    )
 }
 
 fn main() {
@@ -63,7 +67,11 @@ fn main() {
             if kind == "ordinary" {
                 worst_ordinary = worst_ordinary.max(p99);
             }
-            let shown = if cmd.len() > 60 { format!("{}…", &cmd[..60]) } else { cmd.to_string() };
+            let shown = if cmd.len() > 60 {
+                format!("{}…", &cmd[..60])
+            } else {
+                cmd.to_string()
+            };
             println!(
                 "| {kind} | `{}` | {v} | {:.1} | {:.1} |",
                 shown.replace('|', "\\|"),
@@ -72,5 +80,8 @@ fn main() {
             );
         }
     }
-    println!("\nworst ordinary p99: {:.1} µs", worst_ordinary.as_secs_f64() * 1e6);
+    println!(
+        "\nworst ordinary p99: {:.1} µs",
+        worst_ordinary.as_secs_f64() * 1e6
+    );
 }

@@ -89,7 +89,8 @@ fn check(a: CheckArgs) -> anyhow::Result<()> {
     let profile = Profile::parse(&a.profile).unwrap_or_default();
     let mut texts = Vec::new();
     for f in &a.files {
-        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
         texts.push((f.to_string_lossy().into_owned(), text));
     }
     let mut ctx = PolicyContext::new(profile);
@@ -121,7 +122,13 @@ fn test(a: TestArgs) -> anyhow::Result<()> {
         match table::run(&p, c) {
             Ok(d) => {
                 if a.verbose {
-                    println!("ok    line {:>4}: {} {:<26} {}", c.line, d.verdict(), d.rule.as_deref().unwrap_or("-"), c.command.replace('\n', "⏎"));
+                    println!(
+                        "ok    line {:>4}: {} {:<26} {}",
+                        c.line,
+                        d.verdict(),
+                        d.rule.as_deref().unwrap_or("-"),
+                        c.command.replace('\n', "⏎")
+                    );
                 }
             }
             Err(d) => {
@@ -130,7 +137,10 @@ fn test(a: TestArgs) -> anyhow::Result<()> {
                     "FAIL  line {:>4}: expected {}{}, got {} ({}): {}",
                     c.line,
                     c.expect,
-                    c.rule.as_deref().map(|r| format!(":{r}")).unwrap_or_default(),
+                    c.rule
+                        .as_deref()
+                        .map(|r| format!(":{r}"))
+                        .unwrap_or_default(),
                     d.verdict(),
                     d.rule.as_deref().unwrap_or("-"),
                     c.command.replace('\n', "⏎")

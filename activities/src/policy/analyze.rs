@@ -369,10 +369,7 @@ impl<'c> Analyzer<'c> {
 
     /// The content of a workspace file named relative to the working directory.
     pub fn workspace_file(&self, st: &State, path: &str) -> Option<&'c str> {
-        let abs = match resolve_path(&st.cwd, path) {
-            Some(p) => p,
-            None => return None,
-        };
+        let abs = resolve_path(&st.cwd, path)?;
         let rel = abs.strip_prefix("/workspace/")?;
         self.ctx
             .files
@@ -453,7 +450,8 @@ impl<'c> Analyzer<'c> {
                                 PROC_TEXT.with(|m| m.borrow_mut().insert(cur.s.clone(), t));
                             }
                             _ => {
-                                st.tainted_files.insert(cur.s.clone(), taint.max(Taint::Opaque));
+                                st.tainted_files
+                                    .insert(cur.s.clone(), taint.max(Taint::Opaque));
                             }
                         }
                         cur.taint = cur.taint.max(Taint::Clean);
@@ -522,7 +520,9 @@ impl<'c> Analyzer<'c> {
         };
         let word_arg = |s: &str| -> String {
             // The operator's word: strip simple quoting.
-            s.chars().filter(|c| !matches!(c, '"' | '\'' | '\\')).collect()
+            s.chars()
+                .filter(|c| !matches!(c, '"' | '\'' | '\\'))
+                .collect()
         };
         if op.is_empty() {
             return value(&var);
@@ -668,7 +668,8 @@ impl<'c> Analyzer<'c> {
                 if let Some(flow) = self.exec_file(st, &field, &argv[1..]) {
                     return flow;
                 }
-                if name_full.starts_with("./") && (base.ends_with(".sh") || !base.contains('.'))
+                if name_full.starts_with("./")
+                    && (base.ends_with(".sh") || !base.contains('.'))
                     && let Some(rule) = super::pkg::risky_name(&base)
                 {
                     self.hit(rule, "a script that is not in the workspace and whose name suggests a deploy or teardown");
@@ -715,10 +716,22 @@ impl<'c> Analyzer<'c> {
                 let mut inner = st.clone();
                 let params: Vec<String> = argv[1..].iter().map(|f| f.s.clone()).collect();
                 for (k, p) in argv.iter().enumerate().skip(1) {
-                    inner.vars.insert(k.to_string(), Var { text: p.s.clone(), taint: p.taint });
+                    inner.vars.insert(
+                        k.to_string(),
+                        Var {
+                            text: p.s.clone(),
+                            taint: p.taint,
+                        },
+                    );
                 }
                 for n in ["@", "*"] {
-                    inner.vars.insert(n.into(), Var { text: params.join(" "), taint: Taint::Clean });
+                    inner.vars.insert(
+                        n.into(),
+                        Var {
+                            text: params.join(" "),
+                            taint: Taint::Clean,
+                        },
+                    );
                 }
                 let out = self.list_flow(&mut inner, &body);
                 self.calling.pop();
@@ -746,11 +759,17 @@ impl<'c> Analyzer<'c> {
     pub fn exec_file(&mut self, st: &mut State, f: &Field, _args: &[Field]) -> Option<Flow> {
         let key = file_key(st, &f.s);
         if let Some(t) = st.tainted_files.get(&key).copied() {
-            self.taint_exec(t, "a file written from downloaded or decoded text is executed");
+            self.taint_exec(
+                t,
+                "a file written from downloaded or decoded text is executed",
+            );
             return Some(Flow::Unknown(t));
         }
         if let Some(text) = st.written.get(&key).cloned() {
-            if self.followed.insert(format!("written:{key}:{}", text.len())) {
+            if self
+                .followed
+                .insert(format!("written:{key}:{}", text.len()))
+            {
                 let mut inner = st.clone();
                 self.script(&mut inner, &text);
             }
@@ -764,9 +783,9 @@ impl<'c> Analyzer<'c> {
         if let Some(content) = self.workspace_file(st, &f.s) {
             let first = content.lines().next().unwrap_or("");
             let shellish = !first.starts_with("#!")
-                || ["sh", "bash", "dash", "zsh", "ksh", "ash"]
-                    .iter()
-                    .any(|s| first.ends_with(&format!("/{s}")) || first.ends_with(&format!(" {s}")));
+                || ["sh", "bash", "dash", "zsh", "ksh", "ash"].iter().any(|s| {
+                    first.ends_with(&format!("/{s}")) || first.ends_with(&format!(" {s}"))
+                });
             if shellish && self.followed.insert(format!("file:{key}")) {
                 let mut inner = st.clone();
                 self.script(&mut inner, content);
@@ -848,7 +867,9 @@ fn transform(v: &str, op: &str) -> String {
             },
             None => chars.len(),
         };
-        return chars[start..(start + len).min(chars.len())].iter().collect();
+        return chars[start..(start + len).min(chars.len())]
+            .iter()
+            .collect();
     }
     for (pre, front) in [("##", true), ("#", true), ("%%", false), ("%", false)] {
         if let Some(p) = op.strip_prefix(pre) {
@@ -928,19 +949,75 @@ pub fn has_glob(s: &str) -> bool {
 pub fn runs_shell_var(name: &str) -> bool {
     matches!(
         name,
-        "GIT_SSH_COMMAND" | "GIT_SSH" | "GIT_EDITOR" | "GIT_PAGER" | "GIT_EXTERNAL_DIFF" | "GIT_ASKPASS"
-            | "SSH_ASKPASS" | "PAGER" | "EDITOR" | "VISUAL" | "BASH_ENV" | "ENV" | "PROMPT_COMMAND"
-            | "MANPAGER" | "SYSTEMD_PAGER" | "GIT_SEQUENCE_EDITOR" | "LESSOPEN" | "LESSCLOSE"
+        "GIT_SSH_COMMAND"
+            | "GIT_SSH"
+            | "GIT_EDITOR"
+            | "GIT_PAGER"
+            | "GIT_EXTERNAL_DIFF"
+            | "GIT_ASKPASS"
+            | "SSH_ASKPASS"
+            | "PAGER"
+            | "EDITOR"
+            | "VISUAL"
+            | "BASH_ENV"
+            | "ENV"
+            | "PROMPT_COMMAND"
+            | "MANPAGER"
+            | "SYSTEMD_PAGER"
+            | "GIT_SEQUENCE_EDITOR"
+            | "LESSOPEN"
+            | "LESSCLOSE"
     )
 }
 
 /// Tools whose output is meant to be `eval`ed or `source`d (shell set-up, completions).
 const ENV_TOOLS: &[&str] = &[
-    "ssh-agent", "gpg-agent", "keychain", "pyenv", "rbenv", "nodenv", "goenv", "jenv", "direnv",
-    "minikube", "conda", "brew", "fnm", "starship", "zoxide", "opam", "luarocks", "docker-machine",
-    "dircolors", "mise", "rtx", "asdf", "thefuck", "register-python-argcomplete", "kind", "nvm",
-    "volta", "pdm", "poetry", "pipenv", "rustup", "op", "aws-vault", "gh", "kubectl", "helm",
-    "npm", "pnpm", "just", "atuin", "mcfly", "sccache", "vcpkg", "devbox", "nix", "envsubst",
+    "ssh-agent",
+    "gpg-agent",
+    "keychain",
+    "pyenv",
+    "rbenv",
+    "nodenv",
+    "goenv",
+    "jenv",
+    "direnv",
+    "minikube",
+    "conda",
+    "brew",
+    "fnm",
+    "starship",
+    "zoxide",
+    "opam",
+    "luarocks",
+    "docker-machine",
+    "dircolors",
+    "mise",
+    "rtx",
+    "asdf",
+    "thefuck",
+    "register-python-argcomplete",
+    "kind",
+    "nvm",
+    "volta",
+    "pdm",
+    "poetry",
+    "pipenv",
+    "rustup",
+    "op",
+    "aws-vault",
+    "gh",
+    "kubectl",
+    "helm",
+    "npm",
+    "pnpm",
+    "just",
+    "atuin",
+    "mcfly",
+    "sccache",
+    "vcpkg",
+    "devbox",
+    "nix",
+    "envsubst",
 ];
 
 /// Whether a substitution only prints shell set-up (`eval "$(ssh-agent -s)"`,
@@ -959,8 +1036,22 @@ fn is_env_setup(body: &List) -> bool {
     let setup_word = words[1..].iter().any(|w| {
         matches!(
             w.as_str(),
-            "completion" | "completions" | "init" | "-" | "env" | "shellenv" | "hook" | "activate"
-                | "-s" | "-c" | "shell.bash" | "shell.zsh" | "docker-env" | "--sh" | "bash" | "zsh"
+            "completion"
+                | "completions"
+                | "init"
+                | "-"
+                | "env"
+                | "shellenv"
+                | "hook"
+                | "activate"
+                | "-s"
+                | "-c"
+                | "shell.bash"
+                | "shell.zsh"
+                | "docker-env"
+                | "--sh"
+                | "bash"
+                | "zsh"
         ) || w.starts_with("init")
     });
     tool && (setup_word || words.len() == 1) || (words.len() > 1 && words[1] == "completion")
@@ -1010,9 +1101,7 @@ pub fn resolve_path(cwd: &Cwd, p: &str) -> Option<String> {
     } else {
         p
     };
-    let joined = if p.starts_with('/') {
-        p.to_string()
-    } else if p == "~" || p.starts_with("~/") {
+    let joined = if p.starts_with('/') || p == "~" || p.starts_with("~/") {
         p.to_string()
     } else {
         match cwd {

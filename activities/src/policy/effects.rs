@@ -20,9 +20,35 @@ pub const SHELLS: &[&str] = &[
     "csh", "ksh93", "lksh", "oksh", "hush",
 ];
 pub const INTERPRETERS: &[&str] = &[
-    "python", "python2", "python3", "pypy", "pypy3", "node", "nodejs", "perl", "ruby", "php",
-    "lua", "luajit", "deno", "bun", "tsx", "ts-node", "Rscript", "julia", "irb", "jshell",
-    "pwsh", "powershell", "osascript", "tclsh", "expect", "groovy", "scala", "elixir", "erl",
+    "python",
+    "python2",
+    "python3",
+    "pypy",
+    "pypy3",
+    "node",
+    "nodejs",
+    "perl",
+    "ruby",
+    "php",
+    "lua",
+    "luajit",
+    "deno",
+    "bun",
+    "tsx",
+    "ts-node",
+    "Rscript",
+    "julia",
+    "irb",
+    "jshell",
+    "pwsh",
+    "powershell",
+    "osascript",
+    "tclsh",
+    "expect",
+    "groovy",
+    "scala",
+    "elixir",
+    "erl",
 ];
 
 fn is_interpreter(name: &str) -> bool {
@@ -77,7 +103,8 @@ pub fn operands<'a>(args: &'a [Field], valued: &[&str]) -> Vec<&'a Field> {
             out.push(&args[i]);
         } else if a == "--" {
             end = true;
-        } else if (valued.contains(&a) && !a.contains('=')) || (a.len() == 2 && valued.contains(&a)) {
+        } else if (valued.contains(&a) && !a.contains('=')) || (a.len() == 2 && valued.contains(&a))
+        {
             i += 1;
         }
         i += 1;
@@ -92,7 +119,9 @@ pub fn has_flag(args: &[Field], short: char, long: &[&str]) -> bool {
             return false;
         }
         if s.starts_with("--") {
-            return long.iter().any(|l| s == *l || s.starts_with(&format!("{l}=")));
+            return long
+                .iter()
+                .any(|l| s == *l || s.starts_with(&format!("{l}=")));
         }
         s.starts_with('-') && s.len() > 1 && !s[1..].contains('=') && s[1..].contains(short)
     })
@@ -103,7 +132,13 @@ fn strs(fs: &[Field]) -> Vec<&str> {
 }
 
 /// Resolves wrappers and script-runners.
-pub fn unwrap(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field], input: &Flow) -> Next {
+pub fn unwrap(
+    az: &mut Analyzer<'_>,
+    st: &mut State,
+    name: &str,
+    argv: &[Field],
+    input: &Flow,
+) -> Next {
     let args = &argv[1..];
     let rest = |i: usize| -> Next {
         if i < args.len() {
@@ -114,14 +149,42 @@ pub fn unwrap(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field],
     };
     match name {
         "sudo" => {
-            let lead = &args[..args.iter().position(|a| !a.s.starts_with('-')).unwrap_or(args.len())];
-            if has_flag(lead, 'e', &["--edit"]) || has_flag(lead, 'l', &["--list"]) || has_flag(lead, 'v', &["--validate"]) || has_flag(lead, 'k', &["--reset-timestamp"]) && lead.len() == args.len() {
+            let lead = &args[..args
+                .iter()
+                .position(|a| !a.s.starts_with('-'))
+                .unwrap_or(args.len())];
+            if has_flag(lead, 'e', &["--edit"])
+                || has_flag(lead, 'l', &["--list"])
+                || has_flag(lead, 'v', &["--validate"])
+                || has_flag(lead, 'k', &["--reset-timestamp"]) && lead.len() == args.len()
+            {
                 return Next::Done(Flow::Empty);
             }
             let i = skip_opts(
                 args,
                 0,
-                &["-u", "-g", "-h", "-p", "-C", "-D", "-r", "-t", "-U", "-T", "--user", "--group", "--host", "--prompt", "--chdir", "--role", "--type", "--other-user", "--close-from", "--command-timeout"],
+                &[
+                    "-u",
+                    "-g",
+                    "-h",
+                    "-p",
+                    "-C",
+                    "-D",
+                    "-r",
+                    "-t",
+                    "-U",
+                    "-T",
+                    "--user",
+                    "--group",
+                    "--host",
+                    "--prompt",
+                    "--chdir",
+                    "--role",
+                    "--type",
+                    "--other-user",
+                    "--close-from",
+                    "--command-timeout",
+                ],
             );
             if has_flag(lead, 's', &["--shell"]) || has_flag(lead, 'i', &["--login"]) {
                 if i >= args.len() {
@@ -133,9 +196,15 @@ pub fn unwrap(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field],
         }
         "doas" => rest(skip_opts(args, 0, &["-u", "-C"])),
         "su" | "runuser" | "sg" => {
-            if let Some(k) = args.iter().position(|a| a.s == "-c" || a.s == "--command" || a.s.starts_with("--command=")) {
+            if let Some(k) = args
+                .iter()
+                .position(|a| a.s == "-c" || a.s == "--command" || a.s.starts_with("--command="))
+            {
                 let script = if let Some(v) = args[k].s.strip_prefix("--command=") {
-                    Field { s: v.to_string(), taint: args[k].taint }
+                    Field {
+                        s: v.to_string(),
+                        taint: args[k].taint,
+                    }
                 } else if let Some(v) = args.get(k + 1) {
                     v.clone()
                 } else {
@@ -160,7 +229,10 @@ pub fn unwrap(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field],
                     i += 1;
                     break;
                 }
-                if let Some(s) = a.strip_prefix("--split-string=").or_else(|| a.strip_prefix("-S").filter(|s| !s.is_empty())) {
+                if let Some(s) = a
+                    .strip_prefix("--split-string=")
+                    .or_else(|| a.strip_prefix("-S").filter(|s| !s.is_empty()))
+                {
                     return split_string(az, st, s, &args[i + 1..]);
                 }
                 if a == "-S" || a == "--split-string" {
@@ -179,7 +251,13 @@ pub fn unwrap(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field],
                     && !k.is_empty()
                     && !k.contains('/')
                 {
-                    st.vars.insert(k.to_string(), super::analyze::Var { text: v.to_string(), taint: args[i].taint });
+                    st.vars.insert(
+                        k.to_string(),
+                        super::analyze::Var {
+                            text: v.to_string(),
+                            taint: args[i].taint,
+                        },
+                    );
                     i += 1;
                     continue;
                 }
@@ -188,22 +266,25 @@ pub fn unwrap(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field],
             rest(i)
         }
         "nice" => rest(skip_opts_numeric(args, &["-n", "--adjustment"])),
-        "ionice" => rest(skip_opts(args, 0, &["-c", "-n", "-p", "-P", "-u", "--class", "--classdata"])),
-        "nohup" | "setsid" | "unbuffer" | "catchsegv" | "builtin" | "then" | "dumb-init" | "tini"
-        | "run-one" | "with-contenv" | "unshare" | "setpriv" | "firejail" | "torsocks" | "tsocks"
-        | "caffeinate" | "valgrind" | "eatmydata" | "fakeroot" | "proxychains" | "proxychains4"
-        | "time" | "stdbuf" | "command" | "exec" | "xvfb-run" | "strace" | "ltrace" | "nsenter"
-        | "systemd-run" | "entr" | "chronic" | "ifne" | "pv" | "sem" | "faketime" => {
+        "ionice" => rest(skip_opts(
+            args,
+            0,
+            &["-c", "-n", "-p", "-P", "-u", "--class", "--classdata"],
+        )),
+        "nohup" | "setsid" | "unbuffer" | "catchsegv" | "builtin" | "then" | "dumb-init"
+        | "tini" | "run-one" | "with-contenv" | "unshare" | "setpriv" | "firejail" | "torsocks"
+        | "tsocks" | "caffeinate" | "valgrind" | "eatmydata" | "fakeroot" | "proxychains"
+        | "proxychains4" | "time" | "stdbuf" | "command" | "exec" | "xvfb-run" | "strace"
+        | "ltrace" | "nsenter" | "systemd-run" | "entr" | "chronic" | "ifne" | "pv" | "sem"
+        | "faketime" => {
             if name == "command" && (has_flag(args, 'v', &[]) || has_flag(args, 'V', &[])) {
                 return match args.iter().find(|a| !a.s.starts_with('-')) {
                     Some(a) if a.known() => Next::Done(Flow::Text(format!("{}\n", a.s))),
                     _ => Next::Done(Flow::Unknown(Taint::Clean)),
                 };
             }
-            if name == "pv" || name == "ifne" {
-                if name == "pv" {
-                    return Next::Done(input.clone());
-                }
+            if name == "pv" {
+                return Next::Done(input.clone());
             }
             if name == "faketime" {
                 return rest(skip_opts(args, 0, &["-m", "-f"]) + 1);
@@ -212,12 +293,43 @@ pub fn unwrap(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field],
                 "time" => &["-f", "-o", "--format", "--output"],
                 "stdbuf" => &["-i", "-o", "-e", "--input", "--output", "--error"],
                 "exec" => &["-a"],
-                "xvfb-run" => &["-n", "-s", "-e", "-f", "-p", "--server-num", "--server-args", "--error-file", "--auth-file"],
-                "strace" | "ltrace" => &["-o", "-e", "-p", "-s", "-u", "-E", "-a", "-b", "-I", "-O", "-P", "-S", "-X"],
+                "xvfb-run" => &[
+                    "-n",
+                    "-s",
+                    "-e",
+                    "-f",
+                    "-p",
+                    "--server-num",
+                    "--server-args",
+                    "--error-file",
+                    "--auth-file",
+                ],
+                "strace" | "ltrace" => &[
+                    "-o", "-e", "-p", "-s", "-u", "-E", "-a", "-b", "-I", "-O", "-P", "-S", "-X",
+                ],
                 "firejail" => &[],
-                "systemd-run" => &["-u", "-p", "-E", "--unit", "--property", "--setenv", "--uid", "--gid", "--slice", "-M", "--machine", "--working-directory"],
+                "systemd-run" => &[
+                    "-u",
+                    "-p",
+                    "-E",
+                    "--unit",
+                    "--property",
+                    "--setenv",
+                    "--uid",
+                    "--gid",
+                    "--slice",
+                    "-M",
+                    "--machine",
+                    "--working-directory",
+                ],
                 "nsenter" => &["-t", "--target", "-S", "-G", "--setuid", "--setgid"],
-                "setpriv" => &["--reuid", "--regid", "--groups", "--inh-caps", "--bounding-set"],
+                "setpriv" => &[
+                    "--reuid",
+                    "--regid",
+                    "--groups",
+                    "--inh-caps",
+                    "--bounding-set",
+                ],
                 "sem" => &["-j", "--id", "--jobs"],
                 "proxychains" | "proxychains4" => &["-f"],
                 _ => &[],
@@ -252,36 +364,67 @@ pub fn unwrap(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field],
         }
         "chrt" => rest(skip_opts(args, 0, &["-T", "-P", "-D"]) + 1),
         "flock" => {
-            if let Some(k) = args.iter().position(|a| a.s == "-c" || a.s == "--command") {
-                if let Some(s) = args.get(k + 1) {
-                    return run_script(az, st, s);
-                }
+            if let Some(k) = args.iter().position(|a| a.s == "-c" || a.s == "--command")
+                && let Some(s) = args.get(k + 1)
+            {
+                return run_script(az, st, s);
             }
             rest(skip_opts(args, 0, &["-w", "-E", "--timeout", "--conflict-exit-code"]) + 1)
         }
         "watch" => {
-            let i = skip_opts(args, 0, &["-n", "-d", "--interval", "--differences", "-q", "--equexit", "--chgexit"]);
+            let i = skip_opts(
+                args,
+                0,
+                &[
+                    "-n",
+                    "-d",
+                    "--interval",
+                    "--differences",
+                    "-q",
+                    "--equexit",
+                    "--chgexit",
+                ],
+            );
             join_script(az, st, &args[i.min(args.len())..])
         }
         "script" => {
-            if let Some(k) = args.iter().position(|a| a.s == "-c" || a.s == "--command") {
-                if let Some(s) = args.get(k + 1) {
-                    return run_script(az, st, s);
-                }
+            if let Some(k) = args.iter().position(|a| a.s == "-c" || a.s == "--command")
+                && let Some(s) = args.get(k + 1)
+            {
+                return run_script(az, st, s);
             }
             Next::Done(Flow::Empty)
         }
         "nodemon" => {
-            if let Some(k) = args.iter().position(|a| a.s == "--exec" || a.s == "-x") {
-                if let Some(s) = args.get(k + 1) {
-                    return run_script(az, st, s);
-                }
+            if let Some(k) = args.iter().position(|a| a.s == "--exec" || a.s == "-x")
+                && let Some(s) = args.get(k + 1)
+            {
+                return run_script(az, st, s);
             }
             Next::Done(Flow::Empty)
         }
         "parallel" => {
             // `parallel CMD ::: ARGS`: CMD run with each argument.
-            let i = skip_opts(args, 0, &["-j", "-P", "--jobs", "-S", "--sshlogin", "-a", "--arg-file", "-d", "--delimiter", "-n", "-N", "--max-args", "-I", "--halt"]);
+            let i = skip_opts(
+                args,
+                0,
+                &[
+                    "-j",
+                    "-P",
+                    "--jobs",
+                    "-S",
+                    "--sshlogin",
+                    "-a",
+                    "--arg-file",
+                    "-d",
+                    "--delimiter",
+                    "-n",
+                    "-N",
+                    "--max-args",
+                    "-I",
+                    "--halt",
+                ],
+            );
             let mut v: Vec<Field> = args[i.min(args.len())..]
                 .iter()
                 .filter(|a| !a.s.starts_with(":::"))
@@ -296,7 +439,14 @@ pub fn unwrap(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field],
             Next::Run(v)
         }
         "ssh" => {
-            let i = skip_opts(args, 0, &["-b", "-c", "-D", "-E", "-e", "-F", "-I", "-i", "-J", "-L", "-l", "-m", "-O", "-o", "-p", "-Q", "-R", "-S", "-W", "-w", "-B"]);
+            let i = skip_opts(
+                args,
+                0,
+                &[
+                    "-b", "-c", "-D", "-E", "-e", "-F", "-I", "-i", "-J", "-L", "-l", "-m", "-O",
+                    "-o", "-p", "-Q", "-R", "-S", "-W", "-w", "-B",
+                ],
+            );
             if i + 1 < args.len() {
                 return join_script(az, st, &args[i + 1..]);
             }
@@ -313,28 +463,43 @@ pub fn unwrap(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field],
                 return rest(k + 1);
             }
             let mut i = match name {
-                "env-cmd" => skip_opts(args, 0, &["-f", "-e", "--file", "--environments", "-r", "--rc-file"]),
+                "env-cmd" => skip_opts(
+                    args,
+                    0,
+                    &["-f", "-e", "--file", "--environments", "-r", "--rc-file"],
+                ),
                 "dotenv" => skip_opts(args, 0, &["-e", "-c", "-v", "-p"]),
                 "op" | "doppler" | "infisical" => {
                     if args.first().is_some_and(|a| a.s == "run") {
-                        skip_opts(args, 1, &["--env-file", "-p", "-c", "--project", "--config", "--env"])
+                        skip_opts(
+                            args,
+                            1,
+                            &["--env-file", "-p", "-c", "--project", "--config", "--env"],
+                        )
                     } else {
                         return Next::Leaf;
                     }
                 }
                 _ => 0,
             };
-            while args.get(i).is_some_and(|a| a.s.contains('=') && !a.s.starts_with('-')) {
+            while args
+                .get(i)
+                .is_some_and(|a| a.s.contains('=') && !a.s.starts_with('-'))
+            {
                 i += 1;
             }
             rest(i)
         }
         "npx" | "pnpx" | "bunx" => {
-            let i = skip_opts(args, 0, &["-p", "--package", "-c", "--call", "-w", "--workspace"]);
-            if let Some(k) = args.iter().position(|a| a.s == "-c" || a.s == "--call") {
-                if let Some(s) = args.get(k + 1) {
-                    return run_script(az, st, s);
-                }
+            let i = skip_opts(
+                args,
+                0,
+                &["-p", "--package", "-c", "--call", "-w", "--workspace"],
+            );
+            if let Some(k) = args.iter().position(|a| a.s == "-c" || a.s == "--call")
+                && let Some(s) = args.get(k + 1)
+            {
+                return run_script(az, st, s);
             }
             pkg_bin(args, i)
         }
@@ -354,16 +519,40 @@ pub fn unwrap(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field],
         | "dotnet" | "foreman" | "honcho" => {
             let sub = args.first().map(|a| a.s.as_str()).unwrap_or("");
             match (name, sub) {
-                ("poetry" | "pipenv" | "pdm" | "hatch" | "rye" | "uv" | "devbox" | "pixi", "run")
+                (
+                    "poetry" | "pipenv" | "pdm" | "hatch" | "rye" | "uv" | "devbox" | "pixi",
+                    "run",
+                )
                 | ("bundle", "exec")
                 | ("mise" | "rtx", "exec" | "x")
                 | ("asdf", "exec")
                 | ("conda" | "mamba" | "micromamba", "run") => {
-                    let i = skip_opts(args, 1, &["-n", "--name", "-p", "--prefix", "-e", "--env", "--with", "--python", "-C", "--cwd", "--directory", "--project", "--package"]);
+                    let i = skip_opts(
+                        args,
+                        1,
+                        &[
+                            "-n",
+                            "--name",
+                            "-p",
+                            "--prefix",
+                            "-e",
+                            "--env",
+                            "--with",
+                            "--python",
+                            "-C",
+                            "--cwd",
+                            "--directory",
+                            "--project",
+                            "--package",
+                        ],
+                    );
                     rest(i)
                 }
                 ("nix-shell", _) | ("nix", "develop" | "shell") => {
-                    if let Some(k) = args.iter().position(|a| a.s == "--run" || a.s == "--command" || a.s == "-c") {
+                    if let Some(k) = args
+                        .iter()
+                        .position(|a| a.s == "--run" || a.s == "--command" || a.s == "-c")
+                    {
                         if a_is(args, k, "-c") || a_is(args, k, "--command") {
                             return rest(k + 1);
                         }
@@ -383,7 +572,10 @@ pub fn unwrap(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field],
             let joined = join_fields(args);
             if !joined.known() || joined.taint != Taint::Clean {
                 if joined.taint >= Taint::Opaque {
-                    az.taint_exec(joined.taint, "eval of decoded, transformed or downloaded text");
+                    az.taint_exec(
+                        joined.taint,
+                        "eval of decoded, transformed or downloaded text",
+                    );
                 } else {
                     az.hit("eval-dynamic", "eval of text only known at run time");
                 }
@@ -426,10 +618,19 @@ pub fn unwrap(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field],
             for a in args {
                 if let Some((k, v)) = a.s.split_once('=') {
                     if super::analyze::runs_shell_var(k) && !v.is_empty() {
-                        let f = Field { s: v.to_string(), taint: a.taint };
+                        let f = Field {
+                            s: v.to_string(),
+                            taint: a.taint,
+                        };
                         run_script(az, st, &f);
                     }
-                    st.vars.insert(k.trim_end_matches('+').to_string(), super::analyze::Var { text: v.to_string(), taint: a.taint });
+                    st.vars.insert(
+                        k.trim_end_matches('+').to_string(),
+                        super::analyze::Var {
+                            text: v.to_string(),
+                            taint: a.taint,
+                        },
+                    );
                 }
             }
             Next::Done(Flow::Empty)
@@ -442,8 +643,19 @@ pub fn unwrap(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field],
             Next::Done(Flow::Empty)
         }
         "read" | "mapfile" | "readarray" => {
-            for a in operands(args, &["-p", "-d", "-n", "-N", "-t", "-u", "-a", "-C", "-c", "-s", "-O"]) {
-                st.vars.insert(a.s.clone(), super::analyze::Var { text: UNKNOWN.to_string(), taint: input.taint() });
+            for a in operands(
+                args,
+                &[
+                    "-p", "-d", "-n", "-N", "-t", "-u", "-a", "-C", "-c", "-s", "-O",
+                ],
+            ) {
+                st.vars.insert(
+                    a.s.clone(),
+                    super::analyze::Var {
+                        text: UNKNOWN.to_string(),
+                        taint: input.taint(),
+                    },
+                );
             }
             Next::Done(Flow::Empty)
         }
@@ -577,7 +789,10 @@ pub fn shell_quote(s: &str) -> String {
 /// Runs shell text given as a field (`sh -c`, `su -c`, `ssh host cmd`, …).
 pub fn run_script(az: &mut Analyzer<'_>, st: &mut State, f: &Field) -> Next {
     if f.taint >= Taint::Opaque {
-        az.taint_exec(f.taint, "a shell runs decoded, transformed or downloaded text");
+        az.taint_exec(
+            f.taint,
+            "a shell runs decoded, transformed or downloaded text",
+        );
         return Next::Done(Flow::Unknown(Taint::Clean));
     }
     if !f.known() {
@@ -617,7 +832,8 @@ fn shell(az: &mut Analyzer<'_>, st: &mut State, args: &[Field], input: &Flow) ->
             i += 1;
             break;
         }
-        if a == "-o" || a == "+o" || a == "-O" || a == "+O" || a == "--rcfile" || a == "--init-file" {
+        if a == "-o" || a == "+o" || a == "-O" || a == "+O" || a == "--rcfile" || a == "--init-file"
+        {
             i += 2;
             continue;
         }
@@ -670,7 +886,10 @@ fn exec_path(az: &mut Analyzer<'_>, st: &mut State, f: &Field, shell: bool) {
     }
     if az.exec_file(st, f, &[]).is_none() {
         if shell && f.s.starts_with("/dev/fd/") {
-            az.hit("decode-pipe-shell", "a shell runs the output of a process it cannot follow");
+            az.hit(
+                "decode-pipe-shell",
+                "a shell runs the output of a process it cannot follow",
+            );
         } else if let Some(rule) = super::pkg::risky_name(f.s.rsplit('/').next().unwrap_or("")) {
             az.hit(rule, "a script that is not in the workspace and whose name suggests a deploy or teardown");
         }
@@ -678,7 +897,27 @@ fn exec_path(az: &mut Analyzer<'_>, st: &mut State, f: &Field, shell: bool) {
 }
 
 fn xargs(az: &mut Analyzer<'_>, st: &mut State, args: &[Field], input: &Flow) -> Next {
-    let valued = ["-I", "-i", "-n", "-P", "-L", "-l", "-s", "-d", "-E", "-e", "-a", "--max-args", "--max-procs", "--delimiter", "--arg-file", "--replace", "--max-lines", "--eof", "--process-slot-var"];
+    let valued = [
+        "-I",
+        "-i",
+        "-n",
+        "-P",
+        "-L",
+        "-l",
+        "-s",
+        "-d",
+        "-E",
+        "-e",
+        "-a",
+        "--max-args",
+        "--max-procs",
+        "--delimiter",
+        "--arg-file",
+        "--replace",
+        "--max-lines",
+        "--eof",
+        "--process-slot-var",
+    ];
     let mut i = 0;
     let mut replace: Option<String> = None;
     while i < args.len() {
@@ -725,7 +964,11 @@ fn xargs(az: &mut Analyzer<'_>, st: &mut State, args: &[Field], input: &Flow) ->
                 for c in &cmd {
                     out.push(Field {
                         s: c.s.replace(&r, &item.s),
-                        taint: c.taint.max(if c.s.contains(&r) { item.taint } else { Taint::Clean }),
+                        taint: c.taint.max(if c.s.contains(&r) {
+                            item.taint
+                        } else {
+                            Taint::Clean
+                        }),
                     });
                 }
                 let mut inner = st.clone();
@@ -742,7 +985,12 @@ fn xargs(az: &mut Analyzer<'_>, st: &mut State, args: &[Field], input: &Flow) ->
 
 fn find(az: &mut Analyzer<'_>, st: &mut State, args: &[Field]) -> Next {
     let mut i = 0;
-    while i < args.len() && matches!(args[i].s.as_str(), "-H" | "-L" | "-P" | "-O0" | "-O1" | "-O2" | "-O3") {
+    while i < args.len()
+        && matches!(
+            args[i].s.as_str(),
+            "-H" | "-L" | "-P" | "-O0" | "-O1" | "-O2" | "-O3"
+        )
+    {
         i += 1;
     }
     let mut roots = Vec::new();
@@ -778,7 +1026,11 @@ fn find(az: &mut Analyzer<'_>, st: &mut State, args: &[Field]) -> Next {
             "-exec" | "-execdir" | "-ok" | "-okdir" => {
                 let start = k + 1;
                 let mut end = start;
-                while end < args.len() && args[end].s != ";" && args[end].s != "+" && args[end].s != "\\;" {
+                while end < args.len()
+                    && args[end].s != ";"
+                    && args[end].s != "+"
+                    && args[end].s != "\\;"
+                {
                     end += 1;
                 }
                 let mut sub: Vec<Field> = Vec::new();
@@ -807,7 +1059,11 @@ fn find(az: &mut Analyzer<'_>, st: &mut State, args: &[Field]) -> Next {
         k += 1;
     }
     Next::Done(Flow::Text(
-        found.iter().map(|f| f.s.clone()).collect::<Vec<_>>().join("\n"),
+        found
+            .iter()
+            .map(|f| f.s.clone())
+            .collect::<Vec<_>>()
+            .join("\n"),
     ))
 }
 
@@ -831,9 +1087,36 @@ pub enum Place {
 }
 
 const SYSTEM_DIRS: &[&str] = &[
-    "bin", "boot", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32", "media", "mnt", "opt",
-    "proc", "root", "run", "sbin", "srv", "sys", "usr", "var", "snap", "nix", "System", "Users",
-    "Library", "Applications", "private", "lost+found", "cdrom", "efi",
+    "bin",
+    "boot",
+    "dev",
+    "etc",
+    "home",
+    "lib",
+    "lib32",
+    "lib64",
+    "libx32",
+    "media",
+    "mnt",
+    "opt",
+    "proc",
+    "root",
+    "run",
+    "sbin",
+    "srv",
+    "sys",
+    "usr",
+    "var",
+    "snap",
+    "nix",
+    "System",
+    "Users",
+    "Library",
+    "Applications",
+    "private",
+    "lost+found",
+    "cdrom",
+    "efi",
 ];
 
 pub fn is_block_device(p: &str) -> bool {
@@ -844,7 +1127,13 @@ pub fn is_block_device(p: &str) -> bool {
         "null", "zero", "stdout", "stderr", "stdin", "tty", "random", "urandom", "full", "ptmx",
         "console",
     ];
-    if safe.contains(&d) || d.starts_with("fd/") || d.starts_with("pts/") || d.starts_with("shm/") || d.starts_with("tty") || d.starts_with("mqueue") {
+    if safe.contains(&d)
+        || d.starts_with("fd/")
+        || d.starts_with("pts/")
+        || d.starts_with("shm/")
+        || d.starts_with("tty")
+        || d.starts_with("mqueue")
+    {
         return false;
     }
     true
@@ -886,7 +1175,9 @@ pub fn place(st: &State, raw: &str) -> Place {
     }
     let segs = &segs[..n];
     if segs.first() == Some(&"~") {
-        let creds = [".ssh", ".gnupg", ".aws", ".kube", ".docker", ".config", ".local"];
+        let creds = [
+            ".ssh", ".gnupg", ".aws", ".kube", ".docker", ".config", ".local",
+        ];
         return if segs.len() == 1 || (segs.len() == 2 && creds.contains(&segs[1])) {
             Place::Home
         } else {
@@ -897,7 +1188,11 @@ pub fn place(st: &State, raw: &str) -> Place {
         return Place::Root;
     }
     let top = segs[0];
-    if top == "workspace" || top == "tmp" || (top == "var" && segs.get(1) == Some(&"tmp")) || (top == "dev" && segs.get(1) == Some(&"shm")) {
+    if top == "workspace"
+        || top == "tmp"
+        || (top == "var" && segs.get(1) == Some(&"tmp"))
+        || (top == "dev" && segs.get(1) == Some(&"shm"))
+    {
         return Place::Ordinary;
     }
     if top == "home" && segs.len() >= 3 || top == "root" && segs.len() >= 2 {
@@ -915,7 +1210,9 @@ pub fn place(st: &State, raw: &str) -> Place {
 }
 
 fn is_wild(seg: &str) -> bool {
-    seg.chars().all(|c| matches!(c, '*' | '?' | '.' | '[' | ']' | '!' | '^')) && seg.contains(['*', '?'])
+    seg.chars()
+        .all(|c| matches!(c, '*' | '?' | '.' | '[' | ']' | '!' | '^'))
+        && seg.contains(['*', '?'])
 }
 
 fn has_glob(s: &str) -> bool {
@@ -923,7 +1220,13 @@ fn has_glob(s: &str) -> bool {
 }
 
 /// A deletion of `target`.
-pub fn delete_target(az: &mut Analyzer<'_>, st: &State, target: &Field, recursive: bool, what: &str) {
+pub fn delete_target(
+    az: &mut Analyzer<'_>,
+    st: &State,
+    target: &Field,
+    recursive: bool,
+    what: &str,
+) {
     let pl = place(st, &target.s);
     match pl {
         Place::Root | Place::Home => az.hit(
@@ -956,7 +1259,10 @@ pub fn check_write(az: &mut Analyzer<'_>, st: &State, target: &Field, what: &str
     let s = target.s.as_str();
     let pl = place(st, s);
     match pl {
-        Place::Device => az.hit("dd-device", format!("{what} writes to a block device or kernel memory")),
+        Place::Device => az.hit(
+            "dd-device",
+            format!("{what} writes to a block device or kernel memory"),
+        ),
         Place::System | Place::Root => {
             if let Some(abs) = resolve_path(&st.cwd, s)
                 && (abs.starts_with("/proc/") || abs.starts_with("/sys/"))
@@ -968,7 +1274,10 @@ pub fn check_write(az: &mut Analyzer<'_>, st: &State, target: &Field, what: &str
             if s.starts_with("/dev/") {
                 return;
             }
-            az.hit("system-write", format!("{what} overwrites a system file outside the workspace"));
+            az.hit(
+                "system-write",
+                format!("{what} overwrites a system file outside the workspace"),
+            );
         }
         _ => {}
     }
@@ -978,21 +1287,56 @@ pub fn check_write(az: &mut Analyzer<'_>, st: &State, target: &Field, what: &str
 /// Writes to files that define CI checks, authentication, security headers or rate limits.
 pub fn sensitive_file(az: &mut Analyzer<'_>, path: &str) {
     let l = path.to_ascii_lowercase();
-    if l.contains(".github/workflows") || l.contains(".gitlab-ci") || l.contains(".circleci/") || l.contains("jenkinsfile") || l.contains("azure-pipelines") || l.contains(".buildkite/") {
+    if l.contains(".github/workflows")
+        || l.contains(".gitlab-ci")
+        || l.contains(".circleci/")
+        || l.contains("jenkinsfile")
+        || l.contains("azure-pipelines")
+        || l.contains(".buildkite/")
+    {
         az.hit("ci-security-change", "changes a CI/CD pipeline definition");
     }
     let file = l.rsplit('/').next().unwrap_or(&l);
-    if (l.contains("/auth") || file.starts_with("auth") || l.contains("login") || l.contains("oauth") || l.contains("passport") || l.contains("mfa") || l.contains("session")) && !l.ends_with(".md") && !l.contains("test") {
-        az.hit("auth-flow-change", "changes authentication code or configuration");
+    if (l.contains("/auth")
+        || file.starts_with("auth")
+        || l.contains("login")
+        || l.contains("oauth")
+        || l.contains("passport")
+        || l.contains("mfa")
+        || l.contains("session"))
+        && !l.ends_with(".md")
+        && !l.contains("test")
+    {
+        az.hit(
+            "auth-flow-change",
+            "changes authentication code or configuration",
+        );
     }
-    if l.contains("rate-limit") || l.contains("ratelimit") || l.contains("rate_limit") || l.contains("throttl") {
+    if l.contains("rate-limit")
+        || l.contains("ratelimit")
+        || l.contains("rate_limit")
+        || l.contains("throttl")
+    {
         az.hit("rate-limit-change", "changes rate limiting");
     }
-    if l.contains("security-headers") || l.contains("security_headers") || l.contains("helmet") || file == "_headers" || l.contains("csp") && (l.ends_with(".js") || l.ends_with(".ts") || l.ends_with(".json")) {
+    if l.contains("security-headers")
+        || l.contains("security_headers")
+        || l.contains("helmet")
+        || file == "_headers"
+        || l.contains("csp") && (l.ends_with(".js") || l.ends_with(".ts") || l.ends_with(".json"))
+    {
         az.hit("security-headers-change", "changes security headers");
     }
-    if l.contains("rbac") || l.contains("permission") || file.starts_with("roles") || l.contains("/acl") || l.contains("policies/") && !l.contains("test") {
-        az.hit("permission-change", "changes the permission system or user roles");
+    if l.contains("rbac")
+        || l.contains("permission")
+        || file.starts_with("roles")
+        || l.contains("/acl")
+        || l.contains("policies/") && !l.contains("test")
+    {
+        az.hit(
+            "permission-change",
+            "changes the permission system or user roles",
+        );
     }
 }
 
@@ -1000,43 +1344,83 @@ pub fn sensitive_file(az: &mut Analyzer<'_>, path: &str) {
 // Leaves
 
 /// Checks a command that is not a wrapper. Returns what it prints.
-pub fn leaf(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field], input: Flow) -> Flow {
+pub fn leaf(
+    az: &mut Analyzer<'_>,
+    st: &mut State,
+    name: &str,
+    argv: &[Field],
+    input: Flow,
+) -> Flow {
     let args = &argv[1..];
-    let name = name.strip_prefix("g").filter(|n| matches!(*n, "rm" | "mv" | "cp" | "dd" | "shred" | "chmod" | "chown" | "find" | "tee" | "sed")).unwrap_or(name);
+    let name = name
+        .strip_prefix("g")
+        .filter(|n| {
+            matches!(
+                *n,
+                "rm" | "mv" | "cp" | "dd" | "shred" | "chmod" | "chown" | "find" | "tee" | "sed"
+            )
+        })
+        .unwrap_or(name);
     match name {
-        "which" | "type" | "whereis" => {
-            return match args.iter().find(|a| !a.s.starts_with('-')) {
-                Some(a) if a.known() && name == "which" => Flow::Text(format!("{}\n", a.s)),
-                _ => Flow::Unknown(Taint::Clean),
-            };
-        }
+        "which" | "type" | "whereis" => match args.iter().find(|a| !a.s.starts_with('-')) {
+            Some(a) if a.known() && name == "which" => Flow::Text(format!("{}\n", a.s)),
+            _ => Flow::Unknown(Taint::Clean),
+        },
         "ls" | "dirname" | "basename" | "realpath" | "readlink" => {
-            let ops: Vec<&Field> = operands(args, &["-I", "--ignore", "-w", "--width", "-T", "--format", "--sort", "--time-style", "-s", "--suffix"]);
+            let ops: Vec<&Field> = operands(
+                args,
+                &[
+                    "-I",
+                    "--ignore",
+                    "-w",
+                    "--width",
+                    "-T",
+                    "--format",
+                    "--sort",
+                    "--time-style",
+                    "-s",
+                    "--suffix",
+                ],
+            );
             if ops.iter().any(|o| !o.known()) {
                 return Flow::Unknown(Taint::Clean);
             }
             let outs: Vec<String> = match name {
                 "ls" if ops.is_empty() => vec![".".into()],
                 "ls" => ops.iter().map(|o| o.s.clone()).collect(),
-                "dirname" => ops.iter().map(|o| {
-                    let t = o.s.trim_end_matches('/');
-                    match t.rfind('/') {
-                        Some(0) => "/".to_string(),
-                        Some(k) => t[..k].to_string(),
-                        None => ".".to_string(),
-                    }
-                }).collect(),
-                "basename" => ops.iter().take(1).map(|o| o.s.trim_end_matches('/').rsplit('/').next().unwrap_or("").to_string()).collect(),
-                _ => ops.iter().map(|o| resolve_path(&st.cwd, &o.s).unwrap_or_else(|| UNKNOWN.to_string())).collect(),
+                "dirname" => ops
+                    .iter()
+                    .map(|o| {
+                        let t = o.s.trim_end_matches('/');
+                        match t.rfind('/') {
+                            Some(0) => "/".to_string(),
+                            Some(k) => t[..k].to_string(),
+                            None => ".".to_string(),
+                        }
+                    })
+                    .collect(),
+                "basename" => ops
+                    .iter()
+                    .take(1)
+                    .map(|o| {
+                        o.s.trim_end_matches('/')
+                            .rsplit('/')
+                            .next()
+                            .unwrap_or("")
+                            .to_string()
+                    })
+                    .collect(),
+                _ => ops
+                    .iter()
+                    .map(|o| resolve_path(&st.cwd, &o.s).unwrap_or_else(|| UNKNOWN.to_string()))
+                    .collect(),
             };
-            return Flow::Text(outs.join("\n") + "\n");
+            Flow::Text(outs.join("\n") + "\n")
         }
-        "pwd" => {
-            return match &st.cwd {
-                Cwd::At(p) => Flow::Text(format!("{p}\n")),
-                Cwd::Unknown => Flow::Unknown(Taint::Clean),
-            };
-        }
+        "pwd" => match &st.cwd {
+            Cwd::At(p) => Flow::Text(format!("{p}\n")),
+            Cwd::Unknown => Flow::Unknown(Taint::Clean),
+        },
         "echo" => {
             let mut words: Vec<&str> = strs(args);
             let mut interp = false;
@@ -1051,13 +1435,21 @@ pub fn leaf(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field], i
             let taint = args.iter().map(|a| a.taint).max().unwrap_or_default();
             let text = words.join(" ");
             if taint != Taint::Clean || text.contains(UNKNOWN) {
-                return Flow::Unknown(taint.max(if text.contains(UNKNOWN) { Taint::Clean } else { taint }));
+                return Flow::Unknown(taint.max(if text.contains(UNKNOWN) {
+                    Taint::Clean
+                } else {
+                    taint
+                }));
             }
             Flow::Text(if interp { unescape(&text) } else { text } + "\n")
         }
         "printf" => {
             let ops = strs(args);
-            let ops: Vec<&str> = if ops.first() == Some(&"--") { ops[1..].to_vec() } else { ops };
+            let ops: Vec<&str> = if ops.first() == Some(&"--") {
+                ops[1..].to_vec()
+            } else {
+                ops
+            };
             if ops.first() == Some(&"-v") {
                 return Flow::Empty;
             }
@@ -1069,25 +1461,39 @@ pub fn leaf(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field], i
         }
         "cat" | "tac" | "head" | "tail" | "tee" | "sort" | "uniq" | "cut" | "grep" | "egrep"
         | "fgrep" | "sed" | "awk" | "gawk" | "mawk" | "tr" | "rev" | "fold" | "paste" | "col"
-        | "expand" | "unexpand" | "nl" | "fmt" | "iconv" | "dos2unix" | "jq" | "yq" | "envsubst"
-        | "perl" if name != "perl" || is_filter_perl(args) => {
+        | "expand" | "unexpand" | "nl" | "fmt" | "iconv" | "dos2unix" | "jq" | "yq"
+        | "envsubst" | "perl"
+            if name != "perl" || is_filter_perl(args) =>
+        {
             filter(az, st, name, args, input)
         }
         "base64" | "base32" | "basenc" | "xxd" | "uudecode" | "gunzip" | "zcat" | "bunzip2"
         | "bzcat" | "unxz" | "xzcat" | "unzstd" | "zstdcat" | "gzip" | "xz" | "zstd" | "bzip2"
         | "openssl" | "lzcat" | "brotli" | "od" | "hexdump" | "unlzma" => {
             let decodes = match name {
-                "base64" | "base32" | "basenc" => has_flag(args, 'd', &["--decode"]) || has_flag(args, 'D', &[]),
+                "base64" | "base32" | "basenc" => {
+                    has_flag(args, 'd', &["--decode"]) || has_flag(args, 'D', &[])
+                }
                 "xxd" => has_flag(args, 'r', &["--revert"]),
-                "gzip" | "xz" | "zstd" | "bzip2" | "brotli" => has_flag(args, 'd', &["--decompress", "--decode"]),
-                "openssl" => args.iter().any(|a| a.s == "-d" || a.s == "-base64" || a.s == "base64" || a.s == "enc"),
+                "gzip" | "xz" | "zstd" | "bzip2" | "brotli" => {
+                    has_flag(args, 'd', &["--decompress", "--decode"])
+                }
+                "openssl" => args
+                    .iter()
+                    .any(|a| a.s == "-d" || a.s == "-base64" || a.s == "base64" || a.s == "enc"),
                 "od" | "hexdump" => false,
                 _ => true,
             };
             if name == "openssl" && args.first().is_some_and(|a| a.s == "s_client") {
                 return Flow::Unknown(Taint::Downloaded);
             }
-            let files: Vec<&Field> = operands(args, &["-w", "-i", "-o", "-S", "-in", "-out", "-K", "-iv", "-k", "-pass", "-c", "-l", "-s", "-g"]);
+            let files: Vec<&Field> = operands(
+                args,
+                &[
+                    "-w", "-i", "-o", "-S", "-in", "-out", "-K", "-iv", "-k", "-pass", "-c", "-l",
+                    "-s", "-g",
+                ],
+            );
             let src = files
                 .iter()
                 .filter(|f| name != "openssl" || f.s != "enc" && f.s != "base64")
@@ -1095,12 +1501,21 @@ pub fn leaf(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field], i
                 .max()
                 .unwrap_or_default();
             let t = input.taint().max(src);
-            Flow::Unknown(if decodes { t.max(Taint::Decoded) } else { t.max(Taint::Opaque) })
+            Flow::Unknown(if decodes {
+                t.max(Taint::Decoded)
+            } else {
+                t.max(Taint::Opaque)
+            })
         }
-        "curl" | "wget" | "fetch" | "http" | "https" | "httpie" | "aria2c" | "lwp-request" | "GET"
-        | "lynx" | "w3m" | "links" | "nc" | "ncat" | "netcat" | "socat" | "scp" | "rsync" | "ftp"
-        | "tftp" | "sftp" | "gsutil" | "s3cmd" | "xh" | "curlie"
-            if name != "rsync" || args.iter().any(|a| a.s.contains("::") || a.s.starts_with("rsync://") || a.s.contains('@') && a.s.contains(':')) =>
+        "curl" | "wget" | "fetch" | "http" | "https" | "httpie" | "aria2c" | "lwp-request"
+        | "GET" | "lynx" | "w3m" | "links" | "nc" | "ncat" | "netcat" | "socat" | "scp"
+        | "rsync" | "ftp" | "tftp" | "sftp" | "gsutil" | "s3cmd" | "xh" | "curlie"
+            if name != "rsync"
+                || args.iter().any(|a| {
+                    a.s.contains("::")
+                        || a.s.starts_with("rsync://")
+                        || a.s.contains('@') && a.s.contains(':')
+                }) =>
         {
             download(az, st, name, args)
         }
@@ -1116,21 +1531,49 @@ pub fn leaf(az: &mut Analyzer<'_>, st: &mut State, name: &str, argv: &[Field], i
 }
 
 fn is_filter_perl(args: &[Field]) -> bool {
-    args.iter().any(|a| a.s.starts_with("-p") || a.s.starts_with("-n") || a.s == "-pe" || a.s == "-ne")
-        && !args.iter().any(|a| a.s.contains("system") || a.s.contains("exec") || a.s.contains('`') || a.s.contains("unlink") || a.s.contains("rmtree"))
+    args.iter()
+        .any(|a| a.s.starts_with("-p") || a.s.starts_with("-n") || a.s == "-pe" || a.s == "-ne")
+        && !args.iter().any(|a| {
+            a.s.contains("system")
+                || a.s.contains("exec")
+                || a.s.contains('`')
+                || a.s.contains("unlink")
+                || a.s.contains("rmtree")
+        })
 }
 
 fn filter(az: &mut Analyzer<'_>, st: &mut State, name: &str, args: &[Field], input: Flow) -> Flow {
     // Files read by the filter.
     let valued: &[&str] = match name {
         "head" | "tail" => &["-n", "-c", "--lines", "--bytes"],
-        "grep" | "egrep" | "fgrep" => &["-e", "-f", "-m", "-A", "-B", "-C", "--regexp", "--file", "--max-count", "--include", "--exclude", "--exclude-dir"],
+        "grep" | "egrep" | "fgrep" => &[
+            "-e",
+            "-f",
+            "-m",
+            "-A",
+            "-B",
+            "-C",
+            "--regexp",
+            "--file",
+            "--max-count",
+            "--include",
+            "--exclude",
+            "--exclude-dir",
+        ],
         "cut" => &["-d", "-f", "-c", "-b", "--delimiter", "--fields"],
         "sort" => &["-k", "-t", "-o", "-S", "--key", "--output", "-T"],
         "sed" => &["-e", "-f", "--expression", "--file", "-l"],
         "awk" | "gawk" | "mawk" => &["-F", "-v", "-f", "--field-separator", "--assign"],
         "tee" => &[],
-        "jq" | "yq" => &["--arg", "--argjson", "-f", "--from-file", "--indent", "--slurpfile", "--rawfile"],
+        "jq" | "yq" => &[
+            "--arg",
+            "--argjson",
+            "-f",
+            "--from-file",
+            "--indent",
+            "--slurpfile",
+            "--rawfile",
+        ],
         "fold" => &["-w"],
         "paste" => &["-d"],
         "nl" => &["-b", "-s", "-w"],
@@ -1138,8 +1581,12 @@ fn filter(az: &mut Analyzer<'_>, st: &mut State, name: &str, args: &[Field], inp
         _ => &[],
     };
     let mut ops = operands(args, valued);
-    if matches!(name, "sed" | "awk" | "gawk" | "mawk" | "grep" | "egrep" | "fgrep" | "jq" | "yq" | "tr" | "perl")
-        && !args.iter().any(|a| a.s == "-e" || a.s == "-f" || a.s == "--expression" || a.s == "--regexp")
+    if matches!(
+        name,
+        "sed" | "awk" | "gawk" | "mawk" | "grep" | "egrep" | "fgrep" | "jq" | "yq" | "tr" | "perl"
+    ) && !args
+        .iter()
+        .any(|a| a.s == "-e" || a.s == "-f" || a.s == "--expression" || a.s == "--regexp")
         && !ops.is_empty()
     {
         let prog = ops.remove(0);
@@ -1150,7 +1597,12 @@ fn filter(az: &mut Analyzer<'_>, st: &mut State, name: &str, args: &[Field], inp
             ops.remove(0);
         }
     }
-    if name == "sed" && has_flag(args, 'i', &["--in-place"]) || name == "perl" && args.iter().any(|a| a.s.starts_with("-pi") || a.s.starts_with("-i")) {
+    if name == "sed" && has_flag(args, 'i', &["--in-place"])
+        || name == "perl"
+            && args
+                .iter()
+                .any(|a| a.s.starts_with("-pi") || a.s.starts_with("-i"))
+    {
         for f in &ops {
             check_write(az, st, f, "in-place edit");
         }
@@ -1178,13 +1630,34 @@ fn filter(az: &mut Analyzer<'_>, st: &mut State, name: &str, args: &[Field], inp
     } else if ops.len() == 1 {
         az.file_flow(st, ops[0])
     } else {
-        let t = ops.iter().map(|o| az.file_flow(st, o).taint()).max().unwrap_or_default();
+        let t = ops
+            .iter()
+            .map(|o| az.file_flow(st, o).taint())
+            .max()
+            .unwrap_or_default();
         Flow::Unknown(t)
     };
     match (name, read) {
-        ("cat" | "tac" | "head" | "tail" | "sort" | "uniq" | "grep" | "egrep" | "fgrep" | "fold" | "nl", Flow::Text(t)) if name == "cat" => Flow::Text(t),
-        (_, Flow::Text(_)) => Flow::Unknown(if name == "cat" { Taint::Clean } else { Taint::Opaque }),
-        (_, Flow::Unknown(t)) => Flow::Unknown(if matches!(name, "tr" | "rev" | "sed" | "awk" | "gawk" | "mawk" | "perl" | "iconv") { t.max(Taint::Opaque) } else { t }),
+        (
+            "cat" | "tac" | "head" | "tail" | "sort" | "uniq" | "grep" | "egrep" | "fgrep" | "fold"
+            | "nl",
+            Flow::Text(t),
+        ) if name == "cat" => Flow::Text(t),
+        (_, Flow::Text(_)) => Flow::Unknown(if name == "cat" {
+            Taint::Clean
+        } else {
+            Taint::Opaque
+        }),
+        (_, Flow::Unknown(t)) => Flow::Unknown(
+            if matches!(
+                name,
+                "tr" | "rev" | "sed" | "awk" | "gawk" | "mawk" | "perl" | "iconv"
+            ) {
+                t.max(Taint::Opaque)
+            } else {
+                t
+            },
+        ),
         (_, Flow::Empty) => Flow::Empty,
     }
 }
@@ -1200,7 +1673,14 @@ fn download(az: &mut Analyzer<'_>, st: &mut State, name: &str, args: &[Field]) -
     };
     let by_url_name = |st: &mut State| {
         for u in args.iter().filter(|u| u.s.contains("://")) {
-            let base = u.s.split(['?', '#']).next().unwrap_or("").rsplit('/').next().unwrap_or("").to_string();
+            let base =
+                u.s.split(['?', '#'])
+                    .next()
+                    .unwrap_or("")
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
             let key = super::analyze::file_key(st, &base);
             st.tainted_files.insert(key, Taint::Downloaded);
         }
@@ -1210,7 +1690,11 @@ fn download(az: &mut Analyzer<'_>, st: &mut State, name: &str, args: &[Field]) -
         let a = args[k].s.as_str();
         let next = args.get(k + 1).map(|f| f.s.clone());
         let mut target: Option<String> = None;
-        if let Some(v) = a.strip_prefix("--output-document=").or_else(|| a.strip_prefix("--output=")).or_else(|| a.strip_prefix("--out=")) {
+        if let Some(v) = a
+            .strip_prefix("--output-document=")
+            .or_else(|| a.strip_prefix("--output="))
+            .or_else(|| a.strip_prefix("--out="))
+        {
             target = Some(v.to_string());
         } else if matches!(a, "--output-document" | "--output" | "--out") {
             target = next;
@@ -1288,7 +1772,10 @@ fn other(az: &mut Analyzer<'_>, st: &mut State, name: &str, args: &[Field], inpu
             }
         }
         "shred" => {
-            for t in operands(args, &["-n", "-s", "--iterations", "--size", "--random-source"]) {
+            for t in operands(
+                args,
+                &["-n", "-s", "--iterations", "--size", "--random-source"],
+            ) {
                 let pl = place(st, &t.s);
                 if pl != Place::Ordinary {
                     delete_target(az, st, t, true, "shred");
@@ -1308,37 +1795,88 @@ fn other(az: &mut Analyzer<'_>, st: &mut State, name: &str, args: &[Field], inpu
                 check_write(az, st, d, "move destination");
             }
         }
-        "cp" | "install" | "ln" | "rsync" | "dd" | "truncate" | "fallocate" | "split" | "tar" | "unzip" | "ditto" | "cpio" => {
+        "cp" | "install" | "ln" | "rsync" | "dd" | "truncate" | "fallocate" | "split" | "tar"
+        | "unzip" | "ditto" | "cpio" => {
             copy_like(az, st, n, args);
         }
         "chmod" | "chown" | "chgrp" | "setfacl" | "chattr" | "chcon" => {
-            let recursive = has_flag(args, 'R', &["--recursive"]) || (n == "setfacl" && has_flag(args, 'R', &[]));
+            let recursive = has_flag(args, 'R', &["--recursive"])
+                || (n == "setfacl" && has_flag(args, 'R', &[]));
             let mut ops = operands(args, &["--reference", "-m", "-x", "-M", "-X"]);
-            if !ops.is_empty() && (n != "setfacl") && !args.iter().any(|a| a.s.starts_with("--reference")) {
+            if !ops.is_empty()
+                && (n != "setfacl")
+                && !args.iter().any(|a| a.s.starts_with("--reference"))
+            {
                 ops.remove(0);
             }
             for t in ops {
                 let pl = place(st, &t.s);
-                let bad = matches!(pl, Place::Root | Place::Home | Place::Device) || (pl == Place::System) || (pl == Place::Unknown && recursive);
+                let bad = matches!(pl, Place::Root | Place::Home | Place::Device)
+                    || (pl == Place::System)
+                    || (pl == Place::Unknown && recursive);
                 if bad {
-                    let rule = if n == "chmod" { "chmod-777-root" } else { "chown-system" };
-                    az.hit(rule, format!("{n} of / , the home directory or a system path"));
+                    let rule = if n == "chmod" {
+                        "chmod-777-root"
+                    } else {
+                        "chown-system"
+                    };
+                    az.hit(
+                        rule,
+                        format!("{n} of / , the home directory or a system path"),
+                    );
                 }
             }
         }
-        "mkfs" | "mke2fs" | "mkswap" | "mkdosfs" | "mkntfs" | "mkexfatfs" | "wipefs" | "fdisk" | "sfdisk" | "sgdisk" | "gdisk" | "cfdisk" | "parted" | "partprobe" | "blkdiscard" | "cryptsetup" | "lvremove" | "vgremove" | "pvremove" | "pvcreate" | "vgcreate" | "lvcreate" | "mdadm" | "zpool" | "zfs" | "btrfs" | "tune2fs" | "e2fsck" | "fsck" | "xfs_repair" | "resize2fs" | "losetup" | "dmsetup" | "hdparm" | "sdparm" | "nvme" | "badblocks" | "mount" | "umount" | "swapoff" | "swapon" | "debugfs" | "flashrom" => {
+        "mkfs" | "mke2fs" | "mkswap" | "mkdosfs" | "mkntfs" | "mkexfatfs" | "wipefs" | "fdisk"
+        | "sfdisk" | "sgdisk" | "gdisk" | "cfdisk" | "parted" | "partprobe" | "blkdiscard"
+        | "cryptsetup" | "lvremove" | "vgremove" | "pvremove" | "pvcreate" | "vgcreate"
+        | "lvcreate" | "mdadm" | "zpool" | "zfs" | "btrfs" | "tune2fs" | "e2fsck" | "fsck"
+        | "xfs_repair" | "resize2fs" | "losetup" | "dmsetup" | "hdparm" | "sdparm" | "nvme"
+        | "badblocks" | "mount" | "umount" | "swapoff" | "swapon" | "debugfs" | "flashrom" => {
             let read_only = match n {
-                "fdisk" | "sfdisk" | "parted" | "gdisk" | "sgdisk" => args.iter().any(|a| a.s == "-l" || a.s == "--list" || a.s == "-p" || a.s == "print"),
-                "zfs" | "zpool" | "btrfs" => args.first().is_some_and(|a| matches!(a.s.as_str(), "list" | "status" | "get" | "show" | "iostat")),
-                "nvme" => args.first().is_some_and(|a| matches!(a.s.as_str(), "list" | "id-ctrl" | "smart-log")),
-                "hdparm" => !args.iter().any(|a| a.s.contains("security-erase") || a.s.contains("--trim") || a.s == "-W" || a.s.contains("--write")),
+                "fdisk" | "sfdisk" | "parted" | "gdisk" | "sgdisk" => args
+                    .iter()
+                    .any(|a| a.s == "-l" || a.s == "--list" || a.s == "-p" || a.s == "print"),
+                "zfs" | "zpool" | "btrfs" => args.first().is_some_and(|a| {
+                    matches!(a.s.as_str(), "list" | "status" | "get" | "show" | "iostat")
+                }),
+                "nvme" => args
+                    .first()
+                    .is_some_and(|a| matches!(a.s.as_str(), "list" | "id-ctrl" | "smart-log")),
+                "hdparm" => !args.iter().any(|a| {
+                    a.s.contains("security-erase")
+                        || a.s.contains("--trim")
+                        || a.s == "-W"
+                        || a.s.contains("--write")
+                }),
                 "badblocks" => !has_flag(args, 'w', &[]),
                 "mount" => args.is_empty(),
                 _ => false,
             };
             if !read_only {
-                let rule = if n.starts_with("mk") || matches!(n, "wipefs" | "fdisk" | "sfdisk" | "sgdisk" | "gdisk" | "cfdisk" | "parted" | "cryptsetup" | "pvcreate" | "vgcreate" | "lvcreate") { "mkfs" } else { "dd-device" };
-                az.hit(rule, format!("{n} changes disks, partitions or filesystems"));
+                let rule = if n.starts_with("mk")
+                    || matches!(
+                        n,
+                        "wipefs"
+                            | "fdisk"
+                            | "sfdisk"
+                            | "sgdisk"
+                            | "gdisk"
+                            | "cfdisk"
+                            | "parted"
+                            | "cryptsetup"
+                            | "pvcreate"
+                            | "vgcreate"
+                            | "lvcreate"
+                    ) {
+                    "mkfs"
+                } else {
+                    "dd-device"
+                };
+                az.hit(
+                    rule,
+                    format!("{n} changes disks, partitions or filesystems"),
+                );
             }
         }
         n if n.starts_with("mkfs.") || n.starts_with("mke2fs") || n.starts_with("fsck.") => {
@@ -1346,38 +1884,85 @@ fn other(az: &mut Analyzer<'_>, st: &mut State, name: &str, args: &[Field], inpu
         }
         "kill" | "killall" | "pkill" | "killall5" => {
             let ops = strs(args);
-            if ops.iter().any(|o| *o == "-1" && n == "kill" && ops.iter().filter(|x| !x.starts_with('-')).count() == 0 || *o == "1" && n == "kill") || ops.contains(&"--") && ops.contains(&"-1") || n == "killall5" || (n == "kill" && ops.windows(2).any(|w| w[0].starts_with('-') && w[1] == "-1")) {
+            if ops.iter().any(|o| {
+                *o == "-1" && n == "kill" && ops.iter().filter(|x| !x.starts_with('-')).count() == 0
+                    || *o == "1" && n == "kill"
+            }) || ops.contains(&"--") && ops.contains(&"-1")
+                || n == "killall5"
+                || (n == "kill"
+                    && ops
+                        .windows(2)
+                        .any(|w| w[0].starts_with('-') && w[1] == "-1"))
+            {
                 az.hit("system-power", "kills every process or init");
             }
         }
         "shutdown" | "reboot" | "halt" | "poweroff" | "init" | "telinit" => {
-            if n != "init" && n != "telinit" || args.first().is_some_and(|a| a.s == "0" || a.s == "6") {
+            if n != "init" && n != "telinit"
+                || args.first().is_some_and(|a| a.s == "0" || a.s == "6")
+            {
                 az.hit("system-power", "shuts down or reboots the machine");
             }
         }
         "systemctl" | "service" | "rc-service" | "launchctl" => {
             let ops = strs(args);
-            if ops.iter().any(|o| matches!(*o, "poweroff" | "reboot" | "halt" | "kexec" | "emergency" | "rescue")) {
+            if ops.iter().any(|o| {
+                matches!(
+                    *o,
+                    "poweroff" | "reboot" | "halt" | "kexec" | "emergency" | "rescue"
+                )
+            }) {
                 az.hit("system-power", "shuts down or reboots the machine");
             }
-            let stop = ops.iter().any(|o| matches!(*o, "stop" | "disable" | "mask" | "kill"));
-            if stop && ops.iter().any(|o| o.contains("audit") || o.contains("firewall") || o.contains("ufw") || o.contains("apparmor") || o.contains("selinux") || o.contains("fail2ban") || o.contains("crowdsec") || o.contains("falco") || o.contains("osquery")) {
-                az.hit("security-feature-change", "stops or disables a security or audit service");
+            let stop = ops
+                .iter()
+                .any(|o| matches!(*o, "stop" | "disable" | "mask" | "kill"));
+            if stop
+                && ops.iter().any(|o| {
+                    o.contains("audit")
+                        || o.contains("firewall")
+                        || o.contains("ufw")
+                        || o.contains("apparmor")
+                        || o.contains("selinux")
+                        || o.contains("fail2ban")
+                        || o.contains("crowdsec")
+                        || o.contains("falco")
+                        || o.contains("osquery")
+                })
+            {
+                az.hit(
+                    "security-feature-change",
+                    "stops or disables a security or audit service",
+                );
             }
         }
-        "setenforce" | "aa-disable" | "aa-complain" | "auditctl" | "ufw" | "iptables" | "ip6tables" | "nft" | "firewall-cmd" => {
+        "setenforce" | "aa-disable" | "aa-complain" | "auditctl" | "ufw" | "iptables"
+        | "ip6tables" | "nft" | "firewall-cmd" => {
             let ops = strs(args);
             let weak = match n {
-                "setenforce" => ops.first().is_some_and(|o| *o == "0" || o.eq_ignore_ascii_case("permissive")),
-                "auditctl" => ops.iter().any(|o| *o == "-D") || ops.windows(2).any(|w| w[0] == "-e" && w[1] == "0"),
+                "setenforce" => ops
+                    .first()
+                    .is_some_and(|o| *o == "0" || o.eq_ignore_ascii_case("permissive")),
+                "auditctl" => {
+                    ops.contains(&"-D") || ops.windows(2).any(|w| w[0] == "-e" && w[1] == "0")
+                }
                 "ufw" => ops.iter().any(|o| *o == "disable" || *o == "reset"),
-                "iptables" | "ip6tables" => ops.iter().any(|o| *o == "-F" || *o == "--flush" || *o == "-X") || ops.windows(3).any(|w| w[0] == "-P" && w[2] == "ACCEPT"),
-                "nft" => ops.iter().any(|o| *o == "flush"),
-                "firewall-cmd" => ops.iter().any(|o| o.contains("panic") || o.contains("set-default-zone=trusted")),
+                "iptables" | "ip6tables" => {
+                    ops.iter()
+                        .any(|o| *o == "-F" || *o == "--flush" || *o == "-X")
+                        || ops.windows(3).any(|w| w[0] == "-P" && w[2] == "ACCEPT")
+                }
+                "nft" => ops.contains(&"flush"),
+                "firewall-cmd" => ops
+                    .iter()
+                    .any(|o| o.contains("panic") || o.contains("set-default-zone=trusted")),
                 _ => true,
             };
             if weak {
-                az.hit("security-feature-change", "disables a firewall, audit or mandatory access control");
+                az.hit(
+                    "security-feature-change",
+                    "disables a firewall, audit or mandatory access control",
+                );
             }
         }
         "crontab" => {
@@ -1386,26 +1971,71 @@ fn other(az: &mut Analyzer<'_>, st: &mut State, name: &str, args: &[Field], inpu
             }
         }
         "journalctl" => {
-            if args.iter().any(|a| a.s.starts_with("--vacuum") || a.s == "--rotate" && false) {
+            if args.iter().any(|a| a.s.starts_with("--vacuum")) {
                 az.hit("audit-log-removal", "deletes system logs");
             }
         }
-        "passwd" | "chpasswd" | "usermod" | "useradd" | "userdel" | "groupadd" | "groupdel" | "gpasswd" | "visudo" | "adduser" | "deluser" => {
-            az.hit("permission-change", "changes system users, groups or passwords");
+        "passwd" | "chpasswd" | "usermod" | "useradd" | "userdel" | "groupadd" | "groupdel"
+        | "gpasswd" | "visudo" | "adduser" | "deluser" => {
+            az.hit(
+                "permission-change",
+                "changes system users, groups or passwords",
+            );
         }
-        "apt" | "apt-get" | "yum" | "dnf" | "apk" | "zypper" | "pacman" | "brew" | "snap" | "dpkg" => {
+        "apt" | "apt-get" | "yum" | "dnf" | "apk" | "zypper" | "pacman" | "brew" | "snap"
+        | "dpkg" => {
             let ops = strs(args);
-            if ops.iter().any(|o| matches!(*o, "remove" | "purge" | "autoremove" | "erase" | "del" | "-R" | "-Rns" | "-r" | "--purge")) && ops.iter().any(|o| matches!(*o, "sudo" | "systemd" | "coreutils" | "bash" | "libc6" | "glibc" | "openssh-server" | "linux-image" | "apt" | "dpkg" | "login" | "passwd" | "util-linux" | "init")) {
+            if ops.iter().any(|o| {
+                matches!(
+                    *o,
+                    "remove"
+                        | "purge"
+                        | "autoremove"
+                        | "erase"
+                        | "del"
+                        | "-R"
+                        | "-Rns"
+                        | "-r"
+                        | "--purge"
+                )
+            }) && ops.iter().any(|o| {
+                matches!(
+                    *o,
+                    "sudo"
+                        | "systemd"
+                        | "coreutils"
+                        | "bash"
+                        | "libc6"
+                        | "glibc"
+                        | "openssh-server"
+                        | "linux-image"
+                        | "apt"
+                        | "dpkg"
+                        | "login"
+                        | "passwd"
+                        | "util-linux"
+                        | "init"
+                )
+            }) {
                 az.hit("rm-rf-root", "removes an essential system package");
             }
         }
-        "sqlite3" | "psql" | "mysql" | "mariadb" | "sqlcmd" | "clickhouse-client" | "clickhouse" | "cockroach" | "duckdb" | "mongosh" | "mongo" | "redis-cli" | "bq" | "snowsql" | "pgcli" | "mycli" | "litecli" | "usql" | "isql" | "sqlplus" | "db2" | "cqlsh" | "influx" | "trino" | "presto" | "spark-sql" | "hive" | "beeline" | "dropdb" | "mysqladmin" | "pg_restore" | "mongo-shell" | "valkey-cli" | "keydb-cli" | "turso" | "wrangler-d1" | "supabase" | "prisma" | "rails" | "rake" | "manage.py" | "django-admin" | "sequelize" | "typeorm" | "knex" | "drizzle-kit" | "alembic" | "flyway" | "liquibase" | "migrate" | "dbmate" | "goose" | "atlas" | "sqitch" | "diesel" | "sqlx" | "artisan" | "mix" | "ecto" => {
+        "sqlite3" | "psql" | "mysql" | "mariadb" | "sqlcmd" | "clickhouse-client"
+        | "clickhouse" | "cockroach" | "duckdb" | "mongosh" | "mongo" | "redis-cli" | "bq"
+        | "snowsql" | "pgcli" | "mycli" | "litecli" | "usql" | "isql" | "sqlplus" | "db2"
+        | "cqlsh" | "influx" | "trino" | "presto" | "spark-sql" | "hive" | "beeline" | "dropdb"
+        | "mysqladmin" | "pg_restore" | "mongo-shell" | "valkey-cli" | "keydb-cli" | "turso"
+        | "wrangler-d1" | "supabase" | "prisma" | "rails" | "rake" | "manage.py"
+        | "django-admin" | "sequelize" | "typeorm" | "knex" | "drizzle-kit" | "alembic"
+        | "flyway" | "liquibase" | "migrate" | "dbmate" | "goose" | "atlas" | "sqitch"
+        | "diesel" | "sqlx" | "artisan" | "mix" | "ecto" => {
             sql::client(az, st, n, args, input);
         }
         "npm" | "pnpm" | "yarn" | "bun" | "corepack" => {
             super::pkg::package_manager(az, st, n, args);
         }
-        "make" | "gmake" | "just" | "task" | "mage" | "invoke" | "nox" | "tox" | "rake-task" | "cargo-make" => {
+        "make" | "gmake" | "just" | "task" | "mage" | "invoke" | "nox" | "tox" | "rake-task"
+        | "cargo-make" => {
             super::pkg::make(az, st, n, args);
         }
         "concurrently" | "npm-run-all" | "run-s" | "run-p" => {
@@ -1432,40 +2062,115 @@ fn copy_like(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[Field]) {
         "dd" => {
             for a in args {
                 if let Some(of) = a.s.strip_prefix("of=") {
-                    check_write(az, st, &Field { s: of.to_string(), taint: a.taint }, "dd");
+                    check_write(
+                        az,
+                        st,
+                        &Field {
+                            s: of.to_string(),
+                            taint: a.taint,
+                        },
+                        "dd",
+                    );
                 }
             }
         }
         "truncate" | "fallocate" => {
-            for t in operands(args, &["-s", "--size", "-r", "--reference", "-l", "-o", "--length", "--offset"]) {
+            for t in operands(
+                args,
+                &[
+                    "-s",
+                    "--size",
+                    "-r",
+                    "--reference",
+                    "-l",
+                    "-o",
+                    "--length",
+                    "--offset",
+                ],
+            ) {
                 check_write(az, st, t, n);
             }
         }
         "tar" | "unzip" | "cpio" => {
             for w in args.windows(2) {
-                if w[0].s == "-C" || w[0].s == "--directory" || w[0].s == "-d" && n == "unzip" {
-                    if place(st, &w[1].s) == Place::Root || place(st, &w[1].s) == Place::System {
-                        az.hit("system-write", format!("{n} extracts over a system directory"));
-                    }
+                if (w[0].s == "-C" || w[0].s == "--directory" || w[0].s == "-d" && n == "unzip")
+                    && (place(st, &w[1].s) == Place::Root || place(st, &w[1].s) == Place::System)
+                {
+                    az.hit(
+                        "system-write",
+                        format!("{n} extracts over a system directory"),
+                    );
                 }
             }
             if n == "tar" && args.iter().any(|a| a.s == "--remove-files") {
-                for t in operands(args, &["-f", "-C", "--file", "--directory", "-T", "-X", "--exclude"]) {
+                for t in operands(
+                    args,
+                    &["-f", "-C", "--file", "--directory", "-T", "-X", "--exclude"],
+                ) {
                     delete_target(az, st, t, true, "tar --remove-files");
                 }
             }
         }
         "rsync" => {
-            let ops = operands(args, &["-e", "--rsh", "--exclude", "--include", "--filter", "-f", "--files-from", "--chmod", "--chown", "-B", "--block-size", "--log-file", "--password-file", "--rsync-path", "--link-dest", "--compare-dest", "--backup-dir", "--suffix", "--bwlimit", "--timeout", "--port", "--max-size", "--min-size"]);
+            let ops = operands(
+                args,
+                &[
+                    "-e",
+                    "--rsh",
+                    "--exclude",
+                    "--include",
+                    "--filter",
+                    "-f",
+                    "--files-from",
+                    "--chmod",
+                    "--chown",
+                    "-B",
+                    "--block-size",
+                    "--log-file",
+                    "--password-file",
+                    "--rsync-path",
+                    "--link-dest",
+                    "--compare-dest",
+                    "--backup-dir",
+                    "--suffix",
+                    "--bwlimit",
+                    "--timeout",
+                    "--port",
+                    "--max-size",
+                    "--min-size",
+                ],
+            );
             if let Some(d) = ops.last() {
-                if args.iter().any(|a| a.s.starts_with("--delete") || a.s.starts_with("--remove-source-files")) {
+                if args.iter().any(|a| {
+                    a.s.starts_with("--delete") || a.s.starts_with("--remove-source-files")
+                }) {
                     delete_target(az, st, d, true, "rsync --delete");
                 }
                 check_write(az, st, d, "rsync");
             }
         }
         _ => {
-            let ops = operands(args, &["-t", "--target-directory", "-S", "--suffix", "-m", "--mode", "-o", "--owner", "-g", "--group", "-n", "-l", "-b", "-d", "-a", "-C"]);
+            let ops = operands(
+                args,
+                &[
+                    "-t",
+                    "--target-directory",
+                    "-S",
+                    "--suffix",
+                    "-m",
+                    "--mode",
+                    "-o",
+                    "--owner",
+                    "-g",
+                    "--group",
+                    "-n",
+                    "-l",
+                    "-b",
+                    "-d",
+                    "-a",
+                    "-C",
+                ],
+            );
             if let Some(d) = ops.last()
                 && ops.len() >= 2
             {
@@ -1477,7 +2182,9 @@ fn copy_like(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[Field]) {
 
 fn interpreter(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[Field], input: &Flow) {
     // Inline code.
-    let code_flags = ["-c", "-e", "-E", "--eval", "-r", "-p", "--print", "-x", "-M", "-pe", "-ne", "-le"];
+    let code_flags = [
+        "-c", "-e", "-E", "--eval", "-r", "-p", "--print", "-x", "-M", "-pe", "-ne", "-le",
+    ];
     let mut k = 0;
     while k < args.len() {
         let a = args[k].s.as_str();
@@ -1485,10 +2192,15 @@ fn interpreter(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[Field], i
             if let Some(code) = args.get(k + 1) {
                 if code.taint >= Taint::Opaque {
                     az.taint_exec(code.taint, "an interpreter runs decoded or downloaded code");
-                } else if !code.known() && (n.starts_with("python") || n == "node" || n == "perl" || n == "ruby") {
+                } else if !code.known()
+                    && (n.starts_with("python") || n == "node" || n == "perl" || n == "ruby")
+                {
                     // Code assembled at run time.
                     if code.s.trim() == UNKNOWN.to_string() {
-                        az.hit("eval-dynamic", "an interpreter runs code only known at run time");
+                        az.hit(
+                            "eval-dynamic",
+                            "an interpreter runs code only known at run time",
+                        );
                     }
                 }
                 check_code(az, st, &code.s);
@@ -1501,7 +2213,23 @@ fn interpreter(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[Field], i
                 let mut v = vec![m.clone()];
                 v.extend(args[k + 2..].iter().cloned());
                 let mname = m.s.clone();
-                if matches!(mname.as_str(), "twine" | "awscli" | "pulumi" | "ansible" | "http.server" | "pip" | "pytest" | "venv" | "build" | "mypy" | "black" | "ruff" | "flake8" | "unittest") {
+                if matches!(
+                    mname.as_str(),
+                    "twine"
+                        | "awscli"
+                        | "pulumi"
+                        | "ansible"
+                        | "http.server"
+                        | "pip"
+                        | "pytest"
+                        | "venv"
+                        | "build"
+                        | "mypy"
+                        | "black"
+                        | "ruff"
+                        | "flake8"
+                        | "unittest"
+                ) {
                     v[0] = Field::lit(if mname == "awscli" { "aws" } else { &mname });
                     let mut inner = st.clone();
                     az.run(&mut inner, v, Flow::Empty);
@@ -1512,7 +2240,19 @@ fn interpreter(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[Field], i
         if !a.starts_with('-') || a == "-" {
             break;
         }
-        if matches!(a, "-W" | "-X" | "--require" | "-r" | "-I" | "--import" | "--loader" | "-O" | "--allow-read" | "--allow-net") && !code_flags.contains(&a) {
+        if matches!(
+            a,
+            "-W" | "-X"
+                | "--require"
+                | "-r"
+                | "-I"
+                | "--import"
+                | "--loader"
+                | "-O"
+                | "--allow-read"
+                | "--allow-net"
+        ) && !code_flags.contains(&a)
+        {
             k += 1;
         }
         k += 1;
@@ -1526,7 +2266,10 @@ fn interpreter(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[Field], i
                     let t = t.clone();
                     check_code(az, st, &t);
                 }
-                Flow::Unknown(Taint::Clean) => az.hit("decode-pipe-shell", "an interpreter runs code from a pipe the analyser cannot follow"),
+                Flow::Unknown(Taint::Clean) => az.hit(
+                    "decode-pipe-shell",
+                    "an interpreter runs code from a pipe the analyser cannot follow",
+                ),
                 Flow::Unknown(t) => az.taint_exec(*t, "an interpreter runs code from a pipe"),
                 Flow::Empty => {}
             }
@@ -1536,18 +2279,20 @@ fn interpreter(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[Field], i
                 let t = t.clone();
                 check_code(az, st, &t);
             }
-            Flow::Unknown(Taint::Clean) => az.hit("decode-pipe-shell", "an interpreter runs code from a pipe the analyser cannot follow"),
+            Flow::Unknown(Taint::Clean) => az.hit(
+                "decode-pipe-shell",
+                "an interpreter runs code from a pipe the analyser cannot follow",
+            ),
             Flow::Unknown(t) => az.taint_exec(*t, "an interpreter runs code from a pipe"),
             Flow::Empty => {}
         },
         Some(f) => {
             if n == "deno" || n == "bun" {
-                if matches!(f.s.as_str(), "run" | "x") {
-                    if let Some(u) = args.get(k + 1)
-                        && u.s.contains("://")
-                    {
-                        az.hit("curl-pipe-shell", "runs a script straight from a URL");
-                    }
+                if matches!(f.s.as_str(), "run" | "x")
+                    && let Some(u) = args.get(k + 1)
+                    && u.s.contains("://")
+                {
+                    az.hit("curl-pipe-shell", "runs a script straight from a URL");
                 }
                 if n == "bun" {
                     super::pkg::package_manager(az, st, n, args);
@@ -1560,14 +2305,20 @@ fn interpreter(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[Field], i
             }
             let key = super::analyze::file_key(st, &f.s);
             if let Some(t) = st.tainted_files.get(&key).copied() {
-                az.taint_exec(t, "an interpreter runs a file written from downloaded or decoded text");
+                az.taint_exec(
+                    t,
+                    "an interpreter runs a file written from downloaded or decoded text",
+                );
                 return;
             }
             if f.s.starts_with("/dev/fd/") {
                 let fl = az.file_flow(st, f);
                 match fl {
                     Flow::Text(t) => check_code(az, st, &t),
-                    Flow::Unknown(t) => az.taint_exec(t.max(Taint::Opaque), "an interpreter runs the output of a process"),
+                    Flow::Unknown(t) => az.taint_exec(
+                        t.max(Taint::Opaque),
+                        "an interpreter runs the output of a process",
+                    ),
                     Flow::Empty => {}
                 }
                 return;
@@ -1607,7 +2358,10 @@ pub fn check_code(az: &mut Analyzer<'_>, st: &mut State, code: &str) {
         az.hit("fork-bomb", "program code that forks in an endless loop");
     }
     if DELETES.is_match(code) {
-        az.hit("rm-rf-root", "program code deletes /, the home directory or a system path");
+        az.hit(
+            "rm-rf-root",
+            "program code deletes /, the home directory or a system path",
+        );
     }
     sql::check_sql(az, code, false);
     static DECODES: LazyLock<regex::Regex> = LazyLock::new(|| {
@@ -1620,7 +2374,10 @@ pub fn check_code(az: &mut Analyzer<'_>, st: &mut State, code: &str) {
         regex::Regex::new(r"(?i)(\bexec\s*\(|\beval\b|new\s+Function|\bcompile\s*\(|instance_eval|\bsystem\s*\(|\bload\s*\()").unwrap()
     });
     static LIST2: LazyLock<regex::Regex> = LazyLock::new(|| {
-        regex::Regex::new(r#"(['"][^'"]+['"])\s*,\s*\[\s*((?:['"][^'"]*['"]\s*,\s*)*['"][^'"]*['"])\s*,?\s*\]"#).unwrap()
+        regex::Regex::new(
+            r#"(['"][^'"]+['"])\s*,\s*\[\s*((?:['"][^'"]*['"]\s*,\s*)*['"][^'"]*['"])\s*,?\s*\]"#,
+        )
+        .unwrap()
     });
     if FETCHED.is_match(code) && EVAL.is_match(code) {
         az.hit("curl-pipe-shell", "program code runs downloaded code");
@@ -1628,13 +2385,24 @@ pub fn check_code(az: &mut Analyzer<'_>, st: &mut State, code: &str) {
     for c in LIST2.captures_iter(code) {
         let mut words = string_literals(&c[1]);
         words.extend(string_literals(&c[2]));
-        let joined = words.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ");
+        let joined = words
+            .iter()
+            .map(|w| shell_quote(w))
+            .collect::<Vec<_>>()
+            .join(" ");
         let mut inner = st.clone();
         let saved = az.hits.len();
         az.script(&mut inner, &joined);
         let new: Vec<_> = az.hits.drain(saved..).collect();
         for h in new {
-            if !matches!(h.rule, "parse-error" | "dynamic-command" | "eval-dynamic" | "decode-pipe-shell" | "too-deep") {
+            if !matches!(
+                h.rule,
+                "parse-error"
+                    | "dynamic-command"
+                    | "eval-dynamic"
+                    | "decode-pipe-shell"
+                    | "too-deep"
+            ) {
                 az.hits.push(h);
             }
         }
@@ -1644,18 +2412,32 @@ pub fn check_code(az: &mut Analyzer<'_>, st: &mut State, code: &str) {
     });
     let runs = RUNS.is_match(code) || code.contains("exec(") || code.contains("eval(");
     if runs && DECODES.is_match(code) {
-        az.hit("decode-pipe-shell", "program code runs decoded or obfuscated text");
+        az.hit(
+            "decode-pipe-shell",
+            "program code runs decoded or obfuscated text",
+        );
     }
     if RUNS.is_match(code) {
         for c in LIST.captures_iter(code) {
             let words: Vec<String> = string_literals(&c[1]).into_iter().step_by(1).collect();
-            let joined = words.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ");
+            let joined = words
+                .iter()
+                .map(|w| shell_quote(w))
+                .collect::<Vec<_>>()
+                .join(" ");
             let mut inner = st.clone();
             let saved = az.hits.len();
             az.script(&mut inner, &joined);
             let new: Vec<_> = az.hits.drain(saved..).collect();
             for h in new {
-                if !matches!(h.rule, "parse-error" | "dynamic-command" | "eval-dynamic" | "decode-pipe-shell" | "too-deep") {
+                if !matches!(
+                    h.rule,
+                    "parse-error"
+                        | "dynamic-command"
+                        | "eval-dynamic"
+                        | "decode-pipe-shell"
+                        | "too-deep"
+                ) {
                     az.hits.push(h);
                 }
             }
@@ -1676,7 +2458,14 @@ pub fn check_code(az: &mut Analyzer<'_>, st: &mut State, code: &str) {
             az.hits.retain_mut(|_| true);
             let new: Vec<_> = az.hits.drain(saved..).collect();
             for h in new {
-                if !matches!(h.rule, "parse-error" | "dynamic-command" | "eval-dynamic" | "decode-pipe-shell" | "too-deep") {
+                if !matches!(
+                    h.rule,
+                    "parse-error"
+                        | "dynamic-command"
+                        | "eval-dynamic"
+                        | "decode-pipe-shell"
+                        | "too-deep"
+                ) {
                     az.hits.push(h);
                 }
             }
@@ -1712,9 +2501,6 @@ pub fn string_literals(code: &str) -> Vec<String> {
             let mut k = j + 1;
             while k < cs.len() && cs[k] == ' ' {
                 k += 1;
-            }
-            if let (Some(last), true) = (out.last_mut(), false) {
-                let _: &mut String = last;
             }
             out.push(s);
             if k < cs.len() && (cs[k] == '+' || cs[k] == '.') {
@@ -1819,7 +2605,10 @@ fn printf(ops: &[&str]) -> String {
                 continue;
             }
             // Skip flags/width.
-            while it.peek().is_some_and(|c| c.is_ascii_digit() || "-+ #.".contains(*c)) {
+            while it
+                .peek()
+                .is_some_and(|c| c.is_ascii_digit() || "-+ #.".contains(*c))
+            {
                 it.next();
             }
             match it.next() {

@@ -55,7 +55,15 @@ pub fn git(az: &mut Analyzer<'_>, st: &mut State, args: &[Field]) {
         if let Some(kv) = a.strip_prefix("-c") {
             config(az, st, kv, &mut aliases, &mut force_config);
         }
-        if matches!(a, "-C" | "--git-dir" | "--work-tree" | "--namespace" | "--exec-path" | "--super-prefix" | "--list-cmds") {
+        if matches!(
+            a,
+            "-C" | "--git-dir"
+                | "--work-tree"
+                | "--namespace"
+                | "--exec-path"
+                | "--super-prefix"
+                | "--list-cmds"
+        ) {
             i += 1;
         }
         i += 1;
@@ -102,19 +110,34 @@ pub fn git(az: &mut Analyzer<'_>, st: &mut State, args: &[Field]) {
                 matches!(a.s.as_str(), "-d" | "-D" | "--delete")
                     || (a.s.starts_with('-') && !a.s.starts_with("--") && a.s.contains(['d', 'D']))
             });
-            let force_move = sargs.iter().any(|a| a.s == "-M" || a.s == "-f" || a.s == "--force" || a.s == "-C");
+            let force_move = sargs
+                .iter()
+                .any(|a| a.s == "-M" || a.s == "-f" || a.s == "--force" || a.s == "-C");
             let names: Vec<&str> = sargs
                 .iter()
                 .map(|f| f.s.as_str())
                 .filter(|s| !s.starts_with('-'))
                 .collect();
-            if del && names.iter().any(|n| is_protected(n) || n.ends_with("/main") || n.ends_with("/master")) {
-                az.hit("git-delete-branch", "deletes a protected branch (main/master)");
+            if del
+                && names
+                    .iter()
+                    .any(|n| is_protected(n) || n.ends_with("/main") || n.ends_with("/master"))
+            {
+                az.hit(
+                    "git-delete-branch",
+                    "deletes a protected branch (main/master)",
+                );
             }
             if force_move && names.iter().skip(1).any(|n| is_protected(n)) {
-                az.hit("git-delete-branch", "overwrites a protected branch (main/master)");
+                az.hit(
+                    "git-delete-branch",
+                    "overwrites a protected branch (main/master)",
+                );
             }
-            if del && sargs.iter().any(|a| a.s == "-r" || a.s == "--remotes") && !names.iter().any(|n| is_protected(n)) {
+            if del
+                && sargs.iter().any(|a| a.s == "-r" || a.s == "--remotes")
+                && !names.iter().any(|n| is_protected(n))
+            {
                 // Deleting remote-tracking refs locally is harmless.
             }
         }
@@ -180,7 +203,13 @@ fn ref_name(r: &str) -> &str {
 
 fn push(az: &mut Analyzer<'_>, args: &[Field], force_config: bool) {
     let valued = [
-        "--repo", "--receive-pack", "--exec", "-o", "--push-option", "--signed", "--recurse-submodules",
+        "--repo",
+        "--receive-pack",
+        "--exec",
+        "-o",
+        "--push-option",
+        "--signed",
+        "--recurse-submodules",
     ];
     let mut force = force_config;
     let mut delete = false;
@@ -196,7 +225,9 @@ fn push(az: &mut Analyzer<'_>, args: &[Field], force_config: bool) {
         if a.starts_with("--") {
             let name = a.split('=').next().unwrap_or(a);
             match name {
-                "--force" | "--force-with-lease" | "--force-if-includes" | "--mirror" => force = true,
+                "--force" | "--force-with-lease" | "--force-if-includes" | "--mirror" => {
+                    force = true
+                }
                 "--delete" => delete = true,
                 "--all" | "--branches" => all = true,
                 "--prune" => delete = true,
@@ -225,7 +256,11 @@ fn push(az: &mut Analyzer<'_>, args: &[Field], force_config: bool) {
     }
     let remote = ops.first().copied().unwrap_or("");
     let refspecs = if ops.len() > 1 { &ops[1..] } else { &[][..] };
-    if remote.contains("heroku") || remote.contains("dokku") || remote == "production" || remote == "prod" {
+    if remote.contains("heroku")
+        || remote.contains("dokku")
+        || remote == "production"
+        || remote == "prod"
+    {
         az.hit("production-deploy", "a push to a deploy remote deploys");
         if !force && !delete {
             return;
@@ -243,7 +278,10 @@ fn push(az: &mut Analyzer<'_>, args: &[Field], force_config: bool) {
         let dst_name = ref_name(dst);
         if src.is_empty() || delete {
             if is_protected(dst_name) {
-                az.hit("git-delete-branch", "deletes a protected remote branch (main/master)");
+                az.hit(
+                    "git-delete-branch",
+                    "deletes a protected remote branch (main/master)",
+                );
             } else if !dst_name.starts_with("refs/tags/") && !dst_name.is_empty() {
                 az.hit("git-delete-remote-branch", "deletes a remote branch");
             }
@@ -254,6 +292,9 @@ fn push(az: &mut Analyzer<'_>, args: &[Field], force_config: bool) {
         }
     }
     if all && !delete {
-        az.hit("git-push-protected-branch", "pushing every branch includes main/master");
+        az.hit(
+            "git-push-protected-branch",
+            "pushing every branch includes main/master",
+        );
     }
 }

@@ -18,8 +18,8 @@ mod git;
 mod pkg;
 pub mod rules;
 pub mod shell;
-pub mod table;
 mod sql;
+pub mod table;
 #[cfg(test)]
 mod tests;
 
@@ -192,7 +192,8 @@ impl Policy {
         pattern: &str,
         reason: &str,
     ) -> Result<Policy, regex::Error> {
-        self.rules.add_pattern(name, pattern, reason, Action::Deny)?;
+        self.rules
+            .add_pattern(name, pattern, reason, Action::Deny)?;
         Ok(self)
     }
 
@@ -290,7 +291,8 @@ fn analyse(command: &str, ctx: &PolicyContext<'_>) -> Vec<Hit> {
 fn is_fork_bomb_text(s: &str) -> bool {
     use std::sync::LazyLock;
     static RE: LazyLock<regex::Regex> = LazyLock::new(|| {
-        regex::Regex::new(r"([^\s(){};|&]+)\s*\(\s*\)\s*\{[^}]*\b?(\S+)\s*\|\s*(\S+)\s*&[^}]*\}").unwrap()
+        regex::Regex::new(r"([^\s(){};|&]+)\s*\(\s*\)\s*\{[^}]*\b?(\S+)\s*\|\s*(\S+)\s*&[^}]*\}")
+            .unwrap()
     });
     RE.captures_iter(s).any(|c| {
         let name = c.get(1).map_or("", |m| m.as_str());

@@ -17,9 +17,7 @@ fn dir_of(st: &State) -> Option<String> {
 /// (or `--prefix`/`-C` dir), else every package.json in the workspace.
 fn scripts(az: &Analyzer<'_>, st: &State, dir: Option<&str>, name: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let here = dir
-        .map(|d| normalise_ws_path(d))
-        .or_else(|| dir_of(st));
+    let here = dir.map(normalise_ws_path).or_else(|| dir_of(st));
     let want = here.map(|d| {
         if d.is_empty() {
             "package.json".to_string()
@@ -45,7 +43,10 @@ fn scripts(az: &Analyzer<'_>, st: &State, dir: Option<&str>, name: &str) -> Vec<
     }
     for f in files {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(f)
-            && let Some(s) = v.get("scripts").and_then(|s| s.get(name)).and_then(|s| s.as_str())
+            && let Some(s) = v
+                .get("scripts")
+                .and_then(|s| s.get(name))
+                .and_then(|s| s.as_str())
         {
             out.push(s.to_string());
         }
@@ -74,13 +75,23 @@ pub fn risky_name(name: &str) -> Option<&'static str> {
     None
 }
 
-fn follow_script(az: &mut Analyzer<'_>, st: &mut State, dir: Option<&str>, name: &str, extra: &[Field]) {
+fn follow_script(
+    az: &mut Analyzer<'_>,
+    st: &mut State,
+    dir: Option<&str>,
+    name: &str,
+    extra: &[Field],
+) {
     let key = format!("script:{}:{name}", dir.unwrap_or(""));
     if !az.followed.insert(key) {
         return;
     }
     let mut found = false;
-    for (phase, n) in [("pre", format!("pre{name}")), ("", name.to_string()), ("post", format!("post{name}"))] {
+    for (phase, n) in [
+        ("pre", format!("pre{name}")),
+        ("", name.to_string()),
+        ("post", format!("post{name}")),
+    ] {
         for body in scripts(az, st, dir, &n) {
             found = true;
             let mut text = body;
@@ -94,18 +105,151 @@ fn follow_script(az: &mut Analyzer<'_>, st: &mut State, dir: Option<&str>, name:
             az.script(&mut inner, &text);
         }
     }
-    if !found {
-        if let Some(rule) = risky_name(name) {
-            az.hit(
+    if !found && let Some(rule) = risky_name(name) {
+        az.hit(
                 rule,
                 format!("package script '{name}' is not in the workspace and its name suggests a deploy or teardown"),
             );
-        }
     }
 }
 
 const NPM_BUILTINS: &[&str] = &[
-    "install", "i", "ci", "add", "remove", "rm", "uninstall", "un", "update", "up", "upgrade", "outdated", "ls", "list", "ll", "la", "audit", "init", "create", "info", "view", "v", "show", "pack", "link", "ln", "unlink", "prune", "dedupe", "ddp", "why", "explain", "config", "c", "set", "get", "cache", "doctor", "fund", "help", "login", "logout", "whoami", "version", "-v", "--version", "search", "s", "root", "prefix", "bin", "rebuild", "rb", "shrinkwrap", "store", "import", "env", "setup", "patch", "patch-commit", "licenses", "fetch", "install-test", "it", "cit", "clean-install", "query", "sbom", "pkg", "workspaces", "plugin", "set-script", "node", "dlx", "exec", "x", "run", "run-script", "rum", "urn", "test", "t", "tst", "start", "stop", "restart", "publish", "unpublish", "deprecate", "dist-tag", "owner", "team", "access", "token", "profile", "hook", "org", "star", "unstar", "stars", "adduser", "edit", "explore", "docs", "bugs", "repo", "completion", "diff", "hash-object", "npm", "constraints", "dedupe", "why", "workspace", "interactive", "tag", "global", "check", "autoclean", "generate-lock-entry", "policies", "self-update", "upgrade-interactive", "recursive", "-r", "-w", "import", "server", "audit-fix", "rebuild", "licenses", "approve-builds", "ignored-builds", "cat-file", "cat-index", "find-hash",
+    "install",
+    "i",
+    "ci",
+    "add",
+    "remove",
+    "rm",
+    "uninstall",
+    "un",
+    "update",
+    "up",
+    "upgrade",
+    "outdated",
+    "ls",
+    "list",
+    "ll",
+    "la",
+    "audit",
+    "init",
+    "create",
+    "info",
+    "view",
+    "v",
+    "show",
+    "pack",
+    "link",
+    "ln",
+    "unlink",
+    "prune",
+    "dedupe",
+    "ddp",
+    "why",
+    "explain",
+    "config",
+    "c",
+    "set",
+    "get",
+    "cache",
+    "doctor",
+    "fund",
+    "help",
+    "login",
+    "logout",
+    "whoami",
+    "version",
+    "-v",
+    "--version",
+    "search",
+    "s",
+    "root",
+    "prefix",
+    "bin",
+    "rebuild",
+    "rb",
+    "shrinkwrap",
+    "store",
+    "import",
+    "env",
+    "setup",
+    "patch",
+    "patch-commit",
+    "licenses",
+    "fetch",
+    "install-test",
+    "it",
+    "cit",
+    "clean-install",
+    "query",
+    "sbom",
+    "pkg",
+    "workspaces",
+    "plugin",
+    "set-script",
+    "node",
+    "dlx",
+    "exec",
+    "x",
+    "run",
+    "run-script",
+    "rum",
+    "urn",
+    "test",
+    "t",
+    "tst",
+    "start",
+    "stop",
+    "restart",
+    "publish",
+    "unpublish",
+    "deprecate",
+    "dist-tag",
+    "owner",
+    "team",
+    "access",
+    "token",
+    "profile",
+    "hook",
+    "org",
+    "star",
+    "unstar",
+    "stars",
+    "adduser",
+    "edit",
+    "explore",
+    "docs",
+    "bugs",
+    "repo",
+    "completion",
+    "diff",
+    "hash-object",
+    "npm",
+    "constraints",
+    "dedupe",
+    "why",
+    "workspace",
+    "interactive",
+    "tag",
+    "global",
+    "check",
+    "autoclean",
+    "generate-lock-entry",
+    "policies",
+    "self-update",
+    "upgrade-interactive",
+    "recursive",
+    "-r",
+    "-w",
+    "import",
+    "server",
+    "audit-fix",
+    "rebuild",
+    "licenses",
+    "approve-builds",
+    "ignored-builds",
+    "cat-file",
+    "cat-index",
+    "find-hash",
 ];
 
 pub fn package_manager(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[Field]) {
@@ -118,7 +262,30 @@ pub fn package_manager(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[F
         }
         return;
     }
-    let valued = ["--prefix", "-C", "--dir", "--cwd", "-w", "--workspace", "--filter", "-F", "--reporter", "--loglevel", "--registry", "--userconfig", "--cache", "--store-dir", "--config", "--network-concurrency", "--workspace-concurrency", "--package", "-p", "--tag", "--otp", "--access"];
+    let valued = [
+        "--prefix",
+        "-C",
+        "--dir",
+        "--cwd",
+        "-w",
+        "--workspace",
+        "--filter",
+        "-F",
+        "--reporter",
+        "--loglevel",
+        "--registry",
+        "--userconfig",
+        "--cache",
+        "--store-dir",
+        "--config",
+        "--network-concurrency",
+        "--workspace-concurrency",
+        "--package",
+        "-p",
+        "--tag",
+        "--otp",
+        "--access",
+    ];
     let mut dir: Option<String> = None;
     let mut i = 0;
     let mut ops: Vec<Field> = Vec::new();
@@ -128,10 +295,21 @@ pub fn package_manager(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[F
             ops.extend(args[i..].iter().cloned());
             break;
         }
-        if a.starts_with('-') && ops.is_empty() || (a.starts_with('-') && ops.len() == 1 && matches!(ops[0].s.as_str(), "run" | "run-script" | "exec" | "dlx" | "x")) {
+        if a.starts_with('-') && ops.is_empty()
+            || (a.starts_with('-')
+                && ops.len() == 1
+                && matches!(
+                    ops[0].s.as_str(),
+                    "run" | "run-script" | "exec" | "dlx" | "x"
+                ))
+        {
             if matches!(a, "--prefix" | "-C" | "--dir" | "--cwd") {
                 dir = args.get(i + 1).map(|f| f.s.clone());
-            } else if let Some(d) = a.strip_prefix("--prefix=").or_else(|| a.strip_prefix("--dir=")).or_else(|| a.strip_prefix("--cwd=")) {
+            } else if let Some(d) = a
+                .strip_prefix("--prefix=")
+                .or_else(|| a.strip_prefix("--dir="))
+                .or_else(|| a.strip_prefix("--cwd="))
+            {
                 dir = Some(d.to_string());
             }
             if valued.contains(&a) && !a.contains('=') {
@@ -150,9 +328,22 @@ pub fn package_manager(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[F
     if n == "yarn" && sub == "workspace" && rest.len() >= 2 {
         return package_manager(az, st, n, &rest[1..]);
     }
-    if n == "yarn" && sub == "workspaces" && rest.first().is_some_and(|f| f.s == "foreach" || f.s == "run") {
-        let k = rest.iter().position(|f| f.s == "run").map(|k| k + 1).unwrap_or(1);
-        let rest2: Vec<Field> = rest[k.min(rest.len())..].iter().filter(|f| !f.s.starts_with('-')).cloned().collect();
+    if n == "yarn"
+        && sub == "workspaces"
+        && rest
+            .first()
+            .is_some_and(|f| f.s == "foreach" || f.s == "run")
+    {
+        let k = rest
+            .iter()
+            .position(|f| f.s == "run")
+            .map(|k| k + 1)
+            .unwrap_or(1);
+        let rest2: Vec<Field> = rest[k.min(rest.len())..]
+            .iter()
+            .filter(|f| !f.s.starts_with('-'))
+            .cloned()
+            .collect();
         if let Some(s) = rest2.first() {
             follow_script(az, st, dir, &s.s.clone(), &rest2[1..]);
         }
@@ -160,7 +351,10 @@ pub fn package_manager(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[F
     }
     let run_args = |rest: &[Field]| -> Vec<Field> {
         let mut r: Vec<Field> = rest.to_vec();
-        while r.first().is_some_and(|f| f.s.starts_with('-') && f.s != "--") {
+        while r
+            .first()
+            .is_some_and(|f| f.s.starts_with('-') && f.s != "--")
+        {
             let f = r.remove(0);
             if valued.contains(&f.s.as_str()) && !r.is_empty() {
                 r.remove(0);
@@ -183,7 +377,8 @@ pub fn package_manager(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[F
             };
             follow_script(az, st, dir, name, &[]);
         }
-        "install" | "i" | "ci" | "add" | "" | "clean-install" | "install-test" | "it" | "cit" | "rebuild" => {
+        "install" | "i" | "ci" | "add" | "" | "clean-install" | "install-test" | "it" | "cit"
+        | "rebuild" => {
             if sub != "add" {
                 for hook in ["preinstall", "install", "postinstall", "prepare"] {
                     for body in scripts(az, st, dir, hook) {
@@ -208,9 +403,18 @@ pub fn package_manager(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[F
         }
         "publish" | "unpublish" | "deprecate" | "owner" => {
             if !args.iter().any(|a| a.s == "--dry-run") {
-                az.hit("package-publish", format!("{n} {sub} publishes or changes a published package"));
+                az.hit(
+                    "package-publish",
+                    format!("{n} {sub} publishes or changes a published package"),
+                );
             }
-            for hook in ["prepublishOnly", "prepublish", "prepack", "prepare", "postpublish"] {
+            for hook in [
+                "prepublishOnly",
+                "prepublish",
+                "prepack",
+                "prepare",
+                "postpublish",
+            ] {
                 for body in scripts(az, st, dir, hook) {
                     let mut inner = st.clone();
                     az.script(&mut inner, &body);
@@ -257,10 +461,11 @@ pub fn package_manager(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[F
                 let mut inner = st.clone();
                 let before = az.hits.len();
                 az.run(&mut inner, v, Flow::Unknown(Taint::Clean));
-                if az.hits.len() == before && !has_package_json(az) {
-                    if let Some(rule) = risky_name(s) {
-                        az.hit(rule, format!("package script '{s}' is not in the workspace and its name suggests a deploy or teardown"));
-                    }
+                if az.hits.len() == before
+                    && !has_package_json(az)
+                    && let Some(rule) = risky_name(s)
+                {
+                    az.hit(rule, format!("package script '{s}' is not in the workspace and its name suggests a deploy or teardown"));
                 }
             }
         }
@@ -269,7 +474,24 @@ pub fn package_manager(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[F
 
 /// Make-like runners.
 pub fn make(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[Field]) {
-    let valued = ["-C", "-f", "--file", "--makefile", "--directory", "-I", "-o", "-W", "-l", "--justfile", "-d", "--dir", "-t", "--taskfile", "-j", "--jobs"];
+    let valued = [
+        "-C",
+        "-f",
+        "--file",
+        "--makefile",
+        "--directory",
+        "-I",
+        "-o",
+        "-W",
+        "-l",
+        "--justfile",
+        "-d",
+        "--dir",
+        "-t",
+        "--taskfile",
+        "-j",
+        "--jobs",
+    ];
     let mut dir: Option<String> = None;
     let mut file: Option<String> = None;
     let mut targets: Vec<String> = Vec::new();
@@ -282,13 +504,19 @@ pub fn make(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[Field]) {
             i += 2;
             continue;
         }
-        if matches!(a, "-f" | "--file" | "--makefile" | "--justfile" | "-t" | "--taskfile") {
+        if matches!(
+            a,
+            "-f" | "--file" | "--makefile" | "--justfile" | "-t" | "--taskfile"
+        ) {
             file = args.get(i + 1).map(|f| f.s.clone());
             i += 2;
             continue;
         }
         if a == "-j" || a == "--jobs" {
-            if args.get(i + 1).is_some_and(|f| f.s.chars().all(|c| c.is_ascii_digit())) {
+            if args
+                .get(i + 1)
+                .is_some_and(|f| f.s.chars().all(|c| c.is_ascii_digit()))
+            {
                 i += 1;
             }
             i += 1;
@@ -311,12 +539,19 @@ pub fn make(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[Field]) {
     if matches!(n, "invoke" | "nox" | "tox") {
         for t in &targets {
             if let Some(rule) = risky_name(t) {
-                az.hit(rule, format!("task '{t}' cannot be read and its name suggests a deploy or teardown"));
+                az.hit(
+                    rule,
+                    format!("task '{t}' cannot be read and its name suggests a deploy or teardown"),
+                );
             }
         }
         return;
     }
-    let base = dir.clone().map(|d| normalise_ws_path(&d)).or_else(|| dir_of(st)).unwrap_or_default();
+    let base = dir
+        .clone()
+        .map(|d| normalise_ws_path(&d))
+        .or_else(|| dir_of(st))
+        .unwrap_or_default();
     let candidates: Vec<String> = match (&file, n) {
         (Some(f), _) => vec![f.clone()],
         (None, "just") => vec!["justfile".into(), "Justfile".into(), ".justfile".into()],
@@ -324,13 +559,26 @@ pub fn make(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[Field]) {
         (None, _) => vec!["GNUmakefile".into(), "makefile".into(), "Makefile".into()],
     };
     let content = candidates.iter().find_map(|c| {
-        let want = normalise_ws_path(&if base.is_empty() { c.clone() } else { format!("{base}/{c}") });
-        az.ctx.files.iter().find(|(p, _)| normalise_ws_path(p) == want).map(|(_, c)| *c)
+        let want = normalise_ws_path(&if base.is_empty() {
+            c.clone()
+        } else {
+            format!("{base}/{c}")
+        });
+        az.ctx
+            .files
+            .iter()
+            .find(|(p, _)| normalise_ws_path(p) == want)
+            .map(|(_, c)| *c)
     });
     let Some(content) = content.filter(|_| n == "make" || n == "gmake" || n == "just") else {
         for t in &targets {
             if let Some(rule) = risky_name(t) {
-                az.hit(rule, format!("target '{t}' cannot be read and its name suggests a deploy or teardown"));
+                az.hit(
+                    rule,
+                    format!(
+                        "target '{t}' cannot be read and its name suggests a deploy or teardown"
+                    ),
+                );
             }
         }
         return;
@@ -353,7 +601,10 @@ pub fn make(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[Field]) {
             if targets.contains(&t)
                 && let Some(rule) = risky_name(&t)
             {
-                az.hit(rule, format!("target '{t}' is not in the Makefile and its name suggests a deploy"));
+                az.hit(
+                    rule,
+                    format!("target '{t}' is not in the Makefile and its name suggests a deploy"),
+                );
             }
             continue;
         };
@@ -385,7 +636,11 @@ struct Makefile {
 }
 
 fn parse_makefile(text: &str, just: bool) -> Makefile {
-    let mut mf = Makefile { rules: Vec::new(), vars: Vec::new(), default: None };
+    let mut mf = Makefile {
+        rules: Vec::new(),
+        vars: Vec::new(),
+        default: None,
+    };
     let mut joined: Vec<String> = Vec::new();
     let mut cur = String::new();
     for line in text.lines() {
@@ -404,7 +659,10 @@ fn parse_makefile(text: &str, just: bool) -> Makefile {
         let is_recipe = line.starts_with('\t') || (just && line.starts_with("    "));
         if is_recipe {
             if let Some(r) = mf.rules.last_mut() {
-                let l = line.trim_start().trim_start_matches(['@', '-', '+']).to_string();
+                let l = line
+                    .trim_start()
+                    .trim_start_matches(['@', '-', '+'])
+                    .to_string();
                 if !l.is_empty() && !l.starts_with('#') {
                     r.recipe.push(l);
                 }
@@ -415,27 +673,49 @@ fn parse_makefile(text: &str, just: bool) -> Makefile {
         if t.is_empty() || t.starts_with('#') {
             continue;
         }
-        if let Some((k, v)) = t.split_once(":=").or_else(|| t.split_once("?=")).or_else(|| t.split_once("+=")).or_else(|| t.split_once("::=")) {
-            if !k.contains(':') && !k.contains(' ') || k.trim().split_whitespace().count() == 1 && !k.contains(':') {
-                mf.vars.push((k.trim().trim_start_matches("export ").to_string(), v.trim().to_string()));
-                continue;
-            }
+        if let Some((k, v)) = t
+            .split_once(":=")
+            .or_else(|| t.split_once("?="))
+            .or_else(|| t.split_once("+="))
+            .or_else(|| t.split_once("::="))
+            && (!k.contains(':') && !k.contains(' ')
+                || k.split_whitespace().count() == 1 && !k.contains(':'))
+        {
+            mf.vars.push((
+                k.trim().trim_start_matches("export ").to_string(),
+                v.trim().to_string(),
+            ));
+            continue;
         }
         if let Some((k, v)) = t.split_once('=')
             && !k.contains(':')
         {
-            mf.vars.push((k.trim().trim_start_matches("export ").to_string(), v.trim().to_string()));
+            mf.vars.push((
+                k.trim().trim_start_matches("export ").to_string(),
+                v.trim().to_string(),
+            ));
             continue;
         }
         if let Some((ts, ps)) = t.split_once(':') {
-            let ps = ps.split_once(';').map(|(p, r)| (p, Some(r))).unwrap_or((ps, None));
-            let targets: Vec<String> = ts.split_whitespace().map(|s| s.trim_start_matches('@').to_string()).filter(|s| !s.starts_with('[')).collect();
+            let ps = ps
+                .split_once(';')
+                .map(|(p, r)| (p, Some(r)))
+                .unwrap_or((ps, None));
+            let targets: Vec<String> = ts
+                .split_whitespace()
+                .map(|s| s.trim_start_matches('@').to_string())
+                .filter(|s| !s.starts_with('['))
+                .collect();
             let mut prereqs: Vec<String> = ps.0.split_whitespace().map(String::from).collect();
             if just {
                 // `name arg: deps` in just: the first word is the recipe name.
                 prereqs.retain(|p| !p.starts_with('(') && !p.contains('='));
             }
-            let names: Vec<String> = if just { targets.into_iter().take(1).collect() } else { targets };
+            let names: Vec<String> = if just {
+                targets.into_iter().take(1).collect()
+            } else {
+                targets
+            };
             if mf.default.is_none()
                 && let Some(f) = names.first()
                 && !f.starts_with('.')
@@ -447,7 +727,11 @@ fn parse_makefile(text: &str, just: bool) -> Makefile {
             if let Some(r) = ps.1 {
                 recipe.push(r.trim().to_string());
             }
-            mf.rules.push(MakeRule { targets: names, prereqs, recipe });
+            mf.rules.push(MakeRule {
+                targets: names,
+                prereqs,
+                recipe,
+            });
         }
     }
     mf
@@ -458,7 +742,11 @@ fn expand_make(line: &str, vars: &[(String, String)], target: &str) -> String {
     for _ in 0..4 {
         let mut changed = false;
         for (k, v) in vars.iter().rev() {
-            for pat in [format!("$({k})"), format!("${{{k}}}"), format!("{{{{{k}}}}}")] {
+            for pat in [
+                format!("$({k})"),
+                format!("${{{k}}}"),
+                format!("{{{{{k}}}}}"),
+            ] {
                 if s.contains(&pat) {
                     s = s.replace(&pat, v);
                     changed = true;
@@ -475,13 +763,43 @@ fn expand_make(line: &str, vars: &[(String, String)], target: &str) -> String {
 /// `concurrently "a" "b"`, `npm-run-all a b`.
 pub fn runner(az: &mut Analyzer<'_>, st: &mut State, n: &str, args: &[Field]) {
     let ops: Vec<Field> = {
-        let valued = ["-n", "--names", "-c", "--prefix-colors", "-p", "--prefix", "-k", "--kill-others", "--max-processes", "-m", "--success", "-s", "--restart-tries", "--timings", "--raw", "--group", "-l", "--print-label", "--npm-path"];
+        let valued = [
+            "-n",
+            "--names",
+            "-c",
+            "--prefix-colors",
+            "-p",
+            "--prefix",
+            "-k",
+            "--kill-others",
+            "--max-processes",
+            "-m",
+            "--success",
+            "-s",
+            "--restart-tries",
+            "--timings",
+            "--raw",
+            "--group",
+            "-l",
+            "--print-label",
+            "--npm-path",
+        ];
         let mut out = Vec::new();
         let mut i = 0;
         while i < args.len() {
             let a = args[i].s.as_str();
             if a.starts_with('-') {
-                if valued.contains(&a) && !matches!(a, "-k" | "--kill-others" | "--raw" | "--group" | "-l" | "--print-label" | "--timings") {
+                if valued.contains(&a)
+                    && !matches!(
+                        a,
+                        "-k" | "--kill-others"
+                            | "--raw"
+                            | "--group"
+                            | "-l"
+                            | "--print-label"
+                            | "--timings"
+                    )
+                {
                     i += 1;
                 }
             } else {

@@ -105,7 +105,8 @@ impl RuleSet {
             specs: Vec::new(),
             index: HashMap::new(),
         };
-        rs.merge_toml(BUILTIN).expect("built-in rules.toml is valid");
+        rs.merge_toml(BUILTIN)
+            .expect("built-in rules.toml is valid");
         rs
     }
 
@@ -198,7 +199,10 @@ impl RuleSet {
                 (Some(d), _) => d,
                 (None, Some(b)) => b.description.clone(),
                 (None, None) => {
-                    return Err(RulesError(format!("rule {}: description is required", r.id)));
+                    return Err(RulesError(format!(
+                        "rule {}: description is required",
+                        r.id
+                    )));
                 }
             };
             if base.is_none() && pattern.is_none() && !is_builtin_text(text) {

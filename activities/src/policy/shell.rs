@@ -181,7 +181,10 @@ const RESERVED_SKIP: &[&str] = &[
 ];
 
 fn is_meta(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | ';' | '&' | '|' | '<' | '>' | '(' | ')')
+    matches!(
+        c,
+        ' ' | '\t' | '\n' | ';' | '&' | '|' | '<' | '>' | '(' | ')'
+    )
 }
 
 fn is_name_start(c: char) -> bool {
@@ -201,7 +204,9 @@ impl Parser {
         self.s.get(self.i + k).copied()
     }
     fn starts(&self, t: &str) -> bool {
-        t.chars().enumerate().all(|(k, c)| self.peek_at(k) == Some(c))
+        t.chars()
+            .enumerate()
+            .all(|(k, c)| self.peek_at(k) == Some(c))
     }
     fn err<T>(&self, m: &str) -> Result<T, ParseError> {
         Err(ParseError::Syntax(m.to_string()))
@@ -663,10 +668,7 @@ impl Parser {
             if self.s[self.i - 2] == '>' {
                 // `>&file` (not a digit or '-') is `&>file`.
                 self.skip_ws();
-                if self
-                    .peek()
-                    .is_some_and(|c| !c.is_ascii_digit() && c != '-')
-                {
+                if self.peek().is_some_and(|c| !c.is_ascii_digit() && c != '-') {
                     RedirOp::Out
                 } else {
                     RedirOp::Dup
@@ -726,7 +728,10 @@ impl Parser {
             }
             // `NAME=value` before the command word is an assignment.
             if s.words.is_empty()
-                && let Some(Part::Lit { text, quoted: false }) = w.parts.first()
+                && let Some(Part::Lit {
+                    text,
+                    quoted: false,
+                }) = w.parts.first()
                 && let Some(eq) = text.find('=')
                 && is_name(text[..eq].trim_end_matches('+'))
             {
@@ -735,9 +740,11 @@ impl Parser {
                 if let Some(Part::Lit { text, .. }) = rest.parts.first_mut() {
                     *text = text[eq + 1..].to_string();
                 }
-                if rest.parts.first().is_some_and(
-                    |p| matches!(p, Part::Lit { text, .. } if text.is_empty()),
-                ) && rest.parts.len() > 1
+                if rest
+                    .parts
+                    .first()
+                    .is_some_and(|p| matches!(p, Part::Lit { text, .. } if text.is_empty()))
+                    && rest.parts.len() > 1
                 {
                     rest.parts.remove(0);
                 }
@@ -809,7 +816,15 @@ impl Parser {
                 if prev_operand && gap {
                     return Ok(false);
                 }
-                while k < cs.len() && (cs[k].is_ascii_alphanumeric() || cs[k] == '_' || cs[k] == '$' || cs[k] == '.' || cs[k] == '#' || cs[k] == '[' || cs[k] == ']') {
+                while k < cs.len()
+                    && (cs[k].is_ascii_alphanumeric()
+                        || cs[k] == '_'
+                        || cs[k] == '$'
+                        || cs[k] == '.'
+                        || cs[k] == '#'
+                        || cs[k] == '['
+                        || cs[k] == ']')
+                {
                     k += 1;
                 }
                 prev_operand = true;
@@ -836,7 +851,8 @@ impl Parser {
     fn arith_subs(&mut self) -> Result<List, ParseError> {
         let start = self.i;
         self.skip_balanced_parens()?;
-        let content: Vec<char> = self.s[start + 2..self.i.saturating_sub(2).max(start + 2)].to_vec();
+        let content: Vec<char> =
+            self.s[start + 2..self.i.saturating_sub(2).max(start + 2)].to_vec();
         if !content.iter().any(|c| *c == '$' || *c == '`') {
             return Ok(Vec::new());
         }
@@ -910,8 +926,7 @@ impl Parser {
     fn word(&mut self) -> Result<Word, ParseError> {
         let mut w = Word::default();
         let at_start = self.i;
-        loop {
-            let Some(c) = self.peek() else { break };
+        while let Some(c) = self.peek() {
             match c {
                 c if is_meta(c) => {
                     if (c == '<' || c == '>') && self.peek_at(1) == Some('(') {
@@ -1278,4 +1293,3 @@ fn split_param(inner: &str) -> (String, String) {
     let name = format!("{prefix}{}", &rest[..end.min(rest.len())]);
     (name, rest[end.min(rest.len())..].to_string())
 }
-

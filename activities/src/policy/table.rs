@@ -30,7 +30,8 @@ pub fn parse(text: &str) -> Result<Vec<Case>, String> {
         let (head, profile) = match head.split_once('@') {
             Some((h, p)) => (
                 h,
-                Profile::parse(p).ok_or_else(|| format!("line {line_no}: unknown profile {p:?}"))?,
+                Profile::parse(p)
+                    .ok_or_else(|| format!("line {line_no}: unknown profile {p:?}"))?,
             ),
             None => (head, Profile::Sandbox),
         };
@@ -39,7 +40,9 @@ pub fn parse(text: &str) -> Result<Vec<Case>, String> {
             None => (head, None),
         };
         if !matches!(expect, "allow" | "approve" | "deny") {
-            return Err(format!("line {line_no}: expected allow, approve or deny, not {expect:?}"));
+            return Err(format!(
+                "line {line_no}: expected allow, approve or deny, not {expect:?}"
+            ));
         }
         out.push(Case {
             line: line_no,
