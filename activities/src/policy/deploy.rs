@@ -144,6 +144,13 @@ pub fn container_exec(n: &str, args: &[Field]) -> Option<Vec<Field>> {
 }
 
 pub fn deploy(az: &mut Analyzer<'_>, _st: &mut State, n: &str, args: &[Field]) {
+    if args
+        .iter()
+        .any(|a| a.s == "--help" || a.s == "-h" || a.s == "--version")
+        || args.first().is_some_and(|a| a.s == "help")
+    {
+        return;
+    }
     let pos = |valued: &[&str]| positionals(args, valued);
     let p0 = |v: &[&str]| pos(v).first().map(|s| s.to_string()).unwrap_or_default();
     match n {

@@ -590,6 +590,12 @@ pub fn unwrap(
             let Some(f) = args.first() else {
                 return Next::Done(Flow::Empty);
             };
+            if matches!(
+                f.s.as_str(),
+                "/dev/stdin" | "-" | "/proc/self/fd/0" | "/dev/fd/0"
+            ) {
+                return shell_stdin(az, input);
+            }
             exec_path(az, st, f, true);
             Next::Done(Flow::Unknown(Taint::Clean))
         }
@@ -643,6 +649,12 @@ pub fn unwrap(
             Next::Done(Flow::Empty)
         }
         "read" | "mapfile" | "readarray" => {
+            let line = match input {
+                Flow::Text(t) if name == "read" => {
+                    Some(t.lines().next().unwrap_or("").trim().to_string())
+                }
+                _ => None,
+            };
             for a in operands(
                 args,
                 &[
@@ -652,7 +664,7 @@ pub fn unwrap(
                 st.vars.insert(
                     a.s.clone(),
                     super::analyze::Var {
-                        text: UNKNOWN.to_string(),
+                        text: line.clone().unwrap_or_else(|| UNKNOWN.to_string()),
                         taint: input.taint(),
                     },
                 );
@@ -867,6 +879,9 @@ fn shell(az: &mut Analyzer<'_>, st: &mut State, args: &[Field], input: &Flow) ->
         return shell_stdin(az, input);
     }
     let f = args[i].clone();
+    if matches!(f.s.as_str(), "/dev/stdin" | "/proc/self/fd/0" | "/dev/fd/0") {
+        return shell_stdin(az, input);
+    }
     exec_path(az, st, &f, true);
     Next::Done(Flow::Unknown(Taint::Clean))
 }
@@ -2346,7 +2361,7 @@ pub fn check_code(az: &mut Analyzer<'_>, st: &mut State, code: &str) {
         regex::Regex::new(r"(?i)(\bsystem\s*\(|\bpopen|\bexec(sync|file|v|l|vp|lp)?\s*\(|\bspawn(sync)?\s*\(|subprocess|\bcall\s*\(|check_output|check_call|\brun\s*\(|`|\bshell_exec|\bpassthru|%x|qx|\bos\.system|child_process|\bopen\s*\(\s*['\x22]\|)").unwrap()
     });
     static DELETES: LazyLock<regex::Regex> = LazyLock::new(|| {
-        regex::Regex::new(r#"(?i)(rmtree|remove_tree|rm_r|rmsync|rmdirsync|\brm\s*\(|rimraf|remove_dir_all|unlink|rm_rf|\bdelete\b|removedirs|\bremove\s*\()\s*\(?\s*(['"](/|~|/\*|/home|/etc|/usr|/var)['"/]|os\.path\.expanduser\(\s*['"]~['"]\s*\)|process\.env\.HOME|os\.homedir\(\)|Path\.home\(\)|ENV\[.HOME.\]|\$ENV\{HOME\})"#).unwrap()
+        regex::Regex::new(r#"(?i)(rmtree|remove_tree|rm_r|rmsync|rmdirsync|\brm\s*\(|rimraf|remove_dir_all|unlink|rm_rf|\bdelete\b|removedirs|\bremove\s*\()\s*\(?\s*(glob\s*\(?\s*)?(['"](/|~|/\*|/home|/etc|/usr|/var)['"/*]|(require\(\s*['"]os['"]\s*\))?\.homedir\(\)|os\.path\.expanduser\(\s*['"]~['"]\s*\)|process\.env\.HOME|os\.homedir\(\)|Path\.home\(\)|ENV\[.HOME.\]|\$ENV\{HOME\})"#).unwrap()
     });
     static FORK: LazyLock<regex::Regex> = LazyLock::new(|| {
         regex::Regex::new(r"(?i)(while\s*(true|1|\(\s*1\s*\)|:)[^\n]{0,40}fork|fork\s*(\(\s*\))?\s*(while|until)|for\s*\(\s*;\s*;\s*\)\s*\{?\s*fork|fork\s*\(\s*\)\s*;?\s*\}?\s*while|loop\s*\{?\s*fork)").unwrap()
