@@ -648,6 +648,8 @@ impl<'c> Analyzer<'c> {
                         "decode-pipe-shell",
                         "a command name taken from decoded or transformed text",
                     ),
+                    // `$PYTHON -m pytest` is ordinary; `$X -rf /`, `$CMD` alone, `$D push -f` are not.
+                    Taint::Clean if !suspicious_args(st, &argv[1..]) => {}
                     Taint::Clean => self.hit(
                         "dynamic-command",
                         "the command name is only known at run time, so what runs cannot be checked",
@@ -670,6 +672,7 @@ impl<'c> Analyzer<'c> {
                 }
                 if name_full.starts_with("./")
                     && (base.ends_with(".sh") || !base.contains('.'))
+                    && !argv.iter().any(|a| a.s == "--dry-run" || a.s == "--help")
                     && let Some(rule) = super::pkg::risky_name(&base)
                 {
                     self.hit(rule, "a script that is not in the workspace and whose name suggests a deploy or teardown");
@@ -943,6 +946,65 @@ fn brace_expand_at(s: &str, max: usize, depth: usize) -> Vec<String> {
 
 pub fn has_glob(s: &str) -> bool {
     s.contains('*') || s.contains('?') || (s.len() > 2 && s.contains('[') && s.contains(']'))
+}
+
+/// Arguments that would make an unknown command dangerous (or no arguments at all).
+fn suspicious_args(st: &State, args: &[Field]) -> bool {
+    use super::effects::{Place, place};
+    if args.is_empty() {
+        return true;
+    }
+    args.iter().any(|a| {
+        let s = a.s.as_str();
+        if a.taint != Taint::Clean || !a.known() && s.trim_matches(UNKNOWN).is_empty() {
+            return true;
+        }
+        let flag = s.starts_with('-')
+            && (matches!(
+                s,
+                "-rf"
+                    | "-fr"
+                    | "-r"
+                    | "-R"
+                    | "-Rf"
+                    | "-rF"
+                    | "--recursive"
+                    | "--force"
+                    | "--prod"
+                    | "-c"
+                    | "-e"
+                    | "--delete"
+                    | "--mirror"
+                    | "--no-preserve-root"
+                    | "--force-with-lease"
+            ) || s.starts_with("--target"));
+        let word = matches!(
+            s.to_ascii_lowercase().as_str(),
+            "push"
+                | "deploy"
+                | "apply"
+                | "destroy"
+                | "delete"
+                | "publish"
+                | "up"
+                | "drop"
+                | "truncate"
+                | "eval"
+                | "exec"
+                | "install"
+                | "upgrade"
+                | "rollback"
+                | "uninstall"
+                | "import"
+        ) || s.starts_with("of=")
+            || s.starts_with('+');
+        flag || word
+            || !s.starts_with('-')
+                && matches!(
+                    place(st, s),
+                    Place::Root | Place::System | Place::Home | Place::Device
+                )
+    })
 }
 
 /// Variables whose value a program runs as a shell command.

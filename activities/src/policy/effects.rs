@@ -1826,7 +1826,9 @@ fn other(az: &mut Analyzer<'_>, st: &mut State, name: &str, args: &[Field], inpu
             }
             for t in ops {
                 let pl = place(st, &t.s);
-                let bad = matches!(pl, Place::Root | Place::Home | Place::Device)
+                let own_home_file = t.s.starts_with("~/") && t.s.trim_end_matches('/') != "~";
+                let bad = (matches!(pl, Place::Root | Place::Home | Place::Device)
+                    && !own_home_file)
                     || (pl == Place::System)
                     || (pl == Place::Unknown && recursive);
                 if bad {
