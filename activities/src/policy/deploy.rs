@@ -133,11 +133,31 @@ pub fn container_exec(n: &str, args: &[Field]) -> Option<Vec<Field>> {
             if needs_svc {
                 i += 1;
             }
-            if i < rest.len() {
-                Some(rest[i..].to_vec())
-            } else {
-                None
+            // Images whose entrypoint is a deploy or infrastructure tool.
+            let tool = rest.get(i.wrapping_sub(1)).and_then(|img| {
+                let base = img.s.rsplit('/').next().unwrap_or("");
+                let base = base.split([':', '@']).next().unwrap_or("");
+                let t = match base {
+                    "terraform" | "kubectl" | "helm" | "pulumi" | "vercel" | "wrangler"
+                    | "flyctl" | "opentofu" | "tofu" | "terragrunt" | "ansible" | "skopeo"
+                    | "crane" => base,
+                    "netlify-cli" => "netlify",
+                    "aws-cli" | "awscli" => "aws",
+                    "cloud-sdk" | "google-cloud-cli" | "gcloud" => "gcloud",
+                    "azure-cli" => "az",
+                    "firebase-tools" => "firebase",
+                    _ => return None,
+                };
+                Some(if t == "opentofu" { "tofu" } else { t })
+            });
+            let mut inner: Vec<Field> = rest.get(i..).map(|r| r.to_vec()).unwrap_or_default();
+            if let Some(t) = tool
+                && sub == "run"
+                && inner.first().is_none_or(|f| f.s != t)
+            {
+                inner.insert(0, Field::lit(t));
             }
+            if inner.is_empty() { None } else { Some(inner) }
         }
         _ => None,
     }
