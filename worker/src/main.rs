@@ -9,6 +9,7 @@ mod image;
 mod killswitch;
 mod logging;
 mod ops;
+mod policy_cmd;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,11 @@ enum Command {
     Budget(ops::BudgetArgs),
     /// Show or reset a run's circuit breaker.
     Circuit(ops::CircuitArgs),
+    /// Check commands against the command policy (`check`, `test`, `rules`).
+    Policy {
+        #[command(subcommand)]
+        command: policy_cmd::PolicyCommand,
+    },
     /// Manage the sandbox image.
     Image {
         #[command(subcommand)]
@@ -62,6 +68,7 @@ async fn main() -> std::process::ExitCode {
         Command::KillSwitch(args) => killswitch::run(args).await,
         Command::Budget(args) => ops::budget(args).await,
         Command::Circuit(args) => ops::circuit(args).await,
+        Command::Policy { command } => policy_cmd::run(command),
         Command::Image {
             command: ImageCommand::Build(args),
         } => image::build(args).await,
