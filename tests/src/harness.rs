@@ -214,9 +214,15 @@ impl Drop for ExtraWorker {
 /// Starts another real worker with `env` overrides (e.g. an unreachable Docker or Redis) on a
 /// fresh task queue, so a test can see how the product behaves when its dependencies fail.
 pub fn start_worker(env: &[(&str, &str)]) -> ExtraWorker {
+    start_worker_on(None, env)
+}
+
+/// Like [`start_worker`], on `task_queue` when given (several workers of one fleet), else on
+/// a fresh queue.
+pub fn start_worker_on(task_queue: Option<&str>, env: &[(&str, &str)]) -> ExtraWorker {
     let h = harness();
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let task_queue = format!("extra-{suffix}");
+    let task_queue = task_queue.map_or_else(|| format!("extra-{suffix}"), str::to_string);
     let identity = format!("ae-test-extra-{suffix}");
     let mut cmd = Command::new(bin_dir().unwrap().join("ae-worker"));
     cmd.arg("run")
@@ -230,7 +236,7 @@ pub fn start_worker(env: &[(&str, &str)]) -> ExtraWorker {
     }
     let lifeline = spawn(
         &mut cmd,
-        &h.log_dir.join(format!("worker-{task_queue}.log")),
+        &h.log_dir.join(format!("worker-{identity}.log")),
     )
     .expect("start extra worker");
     ExtraWorker {

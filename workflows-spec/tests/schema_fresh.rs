@@ -21,7 +21,7 @@ fn schema_names_every_activity_signal_and_failure() {
     assert!(wf["signals"]["approveDeployment"].is_object());
     assert!(wf["signals"]["rejectDeployment"].is_object());
     assert!(wf["queries"]["pendingApproval"].is_object());
-    assert_eq!(s["failureTypes"].as_array().unwrap().len(), 10);
+    assert_eq!(s["failureTypes"].as_array().unwrap().len(), 12);
     // Required fields are required in the schema too.
     let text = s.to_string();
     assert!(text.contains("\"runId\""));

@@ -61,6 +61,7 @@ impl Engine {
         let admission = Admission {
             run_id,
             profile: Profile::Sandbox,
+            files: &checked.files,
             commands: Commands::Batch(commands.clone()),
             image: input.image.as_deref(),
         };

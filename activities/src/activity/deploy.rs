@@ -70,6 +70,7 @@ impl Engine {
         let admission = Admission {
             run_id,
             profile: Profile::Production,
+            files: &checked.files,
             commands: Commands::Approved(&input.command),
             image: input.image.as_deref(),
         };

@@ -56,6 +56,7 @@ impl Engine {
         let admission = Admission {
             run_id,
             profile: Profile::Sandbox,
+            files: &checked.files,
             commands: Commands::One(&input.command),
             image: input.image.as_deref(),
         };

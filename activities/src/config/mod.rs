@@ -36,6 +36,8 @@ pub struct Config {
     pub audit_file: Option<std::path::PathBuf>,
     /// Rate limits, concurrency and circuit breaker per run.
     pub guards: crate::guard::GuardSettings,
+    /// Operator policy rules added to the built-in ones (`AE_POLICY_FILE`).
+    pub policy_file: Option<std::path::PathBuf>,
 }
 
 /// Limits and shape of every sandbox.
@@ -109,15 +111,26 @@ impl Default for EgressConfig {
 }
 
 /// Which limits a sandbox gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Profile {
     /// Every execution but deploys.
+    #[default]
     Sandbox,
     /// Deploys (`deployWithApproval`).
     Production,
 }
 
 impl Profile {
+    /// `sandbox`, or `production` (also `prod`).
+    pub fn parse(s: &str) -> Option<Profile> {
+        match s {
+            "sandbox" => Some(Profile::Sandbox),
+            "production" | "prod" => Some(Profile::Production),
+            _ => None,
+        }
+    }
+
     /// The name on labels and in audit records.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -211,6 +224,7 @@ impl Default for Config {
             approver_keys_file: None,
             audit_file: None,
             guards: crate::guard::GuardSettings::default(),
+            policy_file: None,
         }
     }
 }

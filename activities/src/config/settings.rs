@@ -35,6 +35,9 @@ pub struct Settings {
     /// Also append audit records here as JSON lines.
     #[arg(long, env = "AE_AUDIT_FILE")]
     pub audit_file: Option<PathBuf>,
+    /// A policy rules file (TOML) adding to or overriding the built-in rules.
+    #[arg(long, env = "AE_POLICY_FILE")]
+    pub policy_file: Option<PathBuf>,
     /// Image the sandboxes run (built by `ae-worker image build`).
     #[arg(long, env = "AE_SANDBOX_IMAGE", default_value = "ae-sandbox:latest")]
     pub sandbox_image: String,
@@ -192,6 +195,7 @@ impl Settings {
             approvers: nonempty(self.approvers),
             approver_keys_file: self.approver_keys_file,
             audit_file: self.audit_file,
+            policy_file: self.policy_file,
             guards: GuardSettings {
                 rate_sandbox_per_min: self.rate_sandbox_per_min,
                 rate_production_per_min: self.rate_production_per_min,

@@ -12,7 +12,9 @@ use super::{Engine, Stop};
 use crate::config::Profile;
 use crate::error::Failure;
 use crate::guard::{CircuitAdmission, GuardError, SlotLease};
+use crate::policy::PolicyContext;
 use crate::redact::Redactor;
+use crate::workspace::CheckedFile;
 use ae_workflows_spec::{BatchResult, DeploymentResult, ExecutionResult, FailureType};
 use std::time::{Duration, Instant, SystemTime};
 use temporalio_sdk::activities::ActivityContext;
@@ -21,8 +23,10 @@ use temporalio_sdk::activities::ActivityContext;
 pub struct Admission<'a> {
     /// The run (rate limit, circuit, kill switch, concurrency).
     pub run_id: &'a str,
-    /// The profile (its rate limit).
+    /// The profile (its rate limit, the policy's environment).
     pub profile: Profile,
+    /// The workspace files (the policy reads `package.json` scripts, Makefiles, scripts).
+    pub files: &'a [CheckedFile],
     /// The commands, in order; a batch's refusals name `commands[i]`.
     pub commands: Commands<'a>,
     /// The requested image; None is the worker's default.
@@ -244,11 +248,17 @@ impl Engine {
         a: &Admission<'_>,
         redactor: &Redactor,
     ) -> Result<String, Failure> {
+        let texts: Vec<_> = a.files.iter().map(|f| String::from_utf8_lossy(&f.content)).collect();
+        let mut policy = PolicyContext::new(a.profile);
+        for (f, text) in a.files.iter().zip(&texts) {
+            policy = policy.with_file(&f.rel, text);
+        }
+        let policy = &policy;
         match &a.commands {
-            Commands::One(c) => self.check_policy(c, redactor)?,
+            Commands::One(c) => self.check_policy(c, policy, redactor)?,
             Commands::Batch(list) => {
                 for (i, c) in list.iter().enumerate() {
-                    self.check_policy(c, redactor).map_err(|mut f| {
+                    self.check_policy(c, policy, redactor).map_err(|mut f| {
                         f.message = format!("commands[{i}]: {}", f.message);
                         if let Some(serde_json::Value::Object(d)) = f.details.as_mut() {
                             d.insert("index".into(), i.into());
@@ -257,7 +267,7 @@ impl Engine {
                     })?;
                 }
             }
-            Commands::Approved(c) => match self.check_policy(c, redactor) {
+            Commands::Approved(c) => match self.check_policy(c, policy, redactor) {
                 Err(f) if f.kind == FailureType::PolicyViolation => return Err(f),
                 _ => {}
             },
@@ -268,8 +278,13 @@ impl Engine {
     }
 
     /// PolicyViolation or ApprovalRequired, naming the rule.
-    fn check_policy(&self, command: &str, redactor: &Redactor) -> Result<(), Failure> {
-        let decision = self.policy.check_command(command);
+    fn check_policy(
+        &self,
+        command: &str,
+        context: &PolicyContext<'_>,
+        redactor: &Redactor,
+    ) -> Result<(), Failure> {
+        let decision = self.policy.check(command, context);
         let details = serde_json::to_value(&decision).unwrap_or_default();
         if !decision.allowed {
             tracing::warn!(rule = ?decision.rule, command = %redactor.redact_str(command), "policy refused command");

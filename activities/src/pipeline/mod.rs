@@ -75,7 +75,8 @@ impl Engine {
         Ok(Engine {
             kill_switch,
             guards,
-            policy: Policy::standard(),
+            policy: Policy::configured(config.policy_file.as_deref())
+                .map_err(|e| anyhow::anyhow!("AE_POLICY_FILE: {}", e.0))?,
             redactor: Redactor::standard(),
             budget,
             sandbox,

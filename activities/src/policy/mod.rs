@@ -89,30 +89,9 @@ impl PolicyDecision {
     }
 }
 
-/// Where the command will run: rules list the environments they apply to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Profile {
-    #[default]
-    Sandbox,
-    Production,
-}
-
-impl Profile {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Profile::Sandbox => "sandbox",
-            Profile::Production => "production",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Profile> {
-        match s {
-            "sandbox" => Some(Profile::Sandbox),
-            "production" | "prod" => Some(Profile::Production),
-            _ => None,
-        }
-    }
-}
+/// Where the command will run (rules list the environments they apply to): the sandbox
+/// profiles of `config`, one type for both.
+pub use crate::config::Profile;
 
 /// What the policy knows besides the command: the profile, and the workspace files (so
 /// `npm run X` is judged by the script X in package.json and `make X` by the Makefile).
@@ -163,11 +142,11 @@ impl Policy {
         }
     }
 
-    /// The built-in rules plus the file named by `AE_POLICY_FILE`, when set.
-    pub fn from_env() -> Result<Policy, rules::RulesError> {
-        match std::env::var_os("AE_POLICY_FILE") {
-            Some(p) if !p.is_empty() => Policy::load(std::path::Path::new(&p)),
-            _ => Ok(Policy::standard()),
+    /// The built-in rules, plus the operator's rules file (`AE_POLICY_FILE`) when given.
+    pub fn configured(file: Option<&std::path::Path>) -> Result<Policy, rules::RulesError> {
+        match file {
+            Some(path) => Policy::load(path),
+            None => Ok(Policy::standard()),
         }
     }
 

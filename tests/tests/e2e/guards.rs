@@ -1,0 +1,211 @@
+//! The guardrails (seeds 000 and 004) with their defaults, on workers of their own: several
+//! workers on one queue sharing the suite's Redis, as a fleet would. Rate limit, concurrency
+//! slots (also after a worker is SIGKILLed) and the circuit breaker.
+
+use ae_tests::harness::{
+    ExtraWorker, RunOpts, binary, harness, outcome_of, run_activity, sandboxes_with_label,
+    start_activity, start_worker_on, wait_for_no_sandboxes, wait_for_sandbox, worker_pid,
+};
+use ae_tests::workflows::Outcome;
+use redis::AsyncCommands;
+use serde_json::{Value, json};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn run_id(tag: &str) -> String {
+    format!("{tag}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Two workers with the default guardrails (plus `env`) on a queue of their own.
+fn fleet(env: &[(&str, &str)]) -> (String, ExtraWorker, ExtraWorker) {
+    let queue = format!("guards-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let a = start_worker_on(Some(&queue), env);
+    let b = start_worker_on(Some(&queue), env);
+    (queue, a, b)
+}
+
+fn on(queue: &str) -> RunOpts {
+    RunOpts {
+        task_queue: queue.to_string(),
+        ..RunOpts::default()
+    }
+}
+
+async fn execute(queue: &str, input: Value) -> Outcome {
+    run_activity("safeExecuteCode", input, on(queue)).await.0
+}
+
+fn failure_type(o: &Outcome) -> &str {
+    o.error.as_ref().map_or("-", |e| e.r#type.as_str())
+}
+
+fn succeeded(o: &Outcome) -> bool {
+    o.result.as_ref().is_some_and(|r| r["exitCode"] == 0)
+}
+
+async fn spent(run: &str) -> f64 {
+    let v: Option<String> = harness()
+        .redis()
+        .await
+        .get(format!("spent:{run}"))
+        .await
+        .unwrap();
+    v.map_or(0.0, |s| s.parse().unwrap())
+}
+
+#[tokio::test]
+async fn the_eleventh_execution_in_a_minute_is_rate_limited_and_retried_at_the_given_delay() {
+    let (queue, _a, _b) = fleet(&[]);
+    let run = run_id("rate");
+    let mut started = Vec::new();
+    for _ in 0..10 {
+        let input = json!({"runId": run, "command": "true"});
+        started.push(start_activity("safeExecuteCode", input, &on(&queue)).await);
+    }
+    for id in started {
+        let o = outcome_of(&id).await;
+        assert!(succeeded(&o), "{o:?}");
+    }
+    // The 11th: refused, retryable, told when to come back, and not charged.
+    let o = execute(&queue, json!({"runId": run, "command": "true"})).await;
+    let e = o.error.as_ref().expect("rate limited");
+    assert_eq!(e.r#type, "RateLimited", "{o:?}");
+    assert!(!e.non_retryable, "RateLimited must be retryable");
+    let wait = e.details.as_ref().unwrap()["retryAfterMs"].as_u64().unwrap();
+    assert!(wait > 0 && wait <= 6_000, "{wait}");
+    assert!((spent(&run).await - 0.10).abs() < 1e-9);
+
+    // With retries, Temporal waits exactly the given delay and the execution goes through.
+    let t = Instant::now();
+    let opts = RunOpts {
+        max_attempts: 5,
+        ..on(&queue)
+    };
+    let input = json!({"runId": run, "command": "echo through"});
+    let (o, _) = run_activity("safeExecuteCode", input, opts).await;
+    assert!(succeeded(&o), "{o:?}");
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(wait.saturating_sub(1_000)),
+        "went through after {took:?}, before the {wait} ms delay"
+    );
+    assert!(took < Duration::from_millis(wait + 10_000), "{took:?}");
+    assert!((spent(&run).await - 0.11).abs() < 1e-9);
+}
+
+#[tokio::test]
+async fn five_simultaneous_executions_hold_at_most_three_sandboxes_and_all_finish() {
+    let (queue, _a, _b) = fleet(&[]);
+    let run = run_id("slots");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = {
+        let (run, done) = (run.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut most = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(sandboxes_with_label("ae.run-id", &run).await.len());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            most
+        })
+    };
+    let mut started = Vec::new();
+    for i in 0..5 {
+        let input = json!({"runId": run, "command": format!("sleep 2; echo {i}")});
+        started.push(start_activity("safeExecuteCode", input, &on(&queue)).await);
+    }
+    for id in started {
+        let o = outcome_of(&id).await;
+        assert!(succeeded(&o), "{o:?}");
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let most = watch.await.unwrap();
+    assert!(most <= 3, "{most} sandboxes of one run at once");
+    assert!(most >= 2, "the executions did not overlap at all ({most})");
+    assert!((spent(&run).await - 0.05).abs() < 1e-9);
+}
+
+#[tokio::test]
+async fn a_sigkilled_workers_slot_is_freed() {
+    let queue = format!("guards-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let env = [("AE_MAX_CONCURRENT_PER_RUN", "1"), ("AE_REAPER_INTERVAL_SECS", "2")];
+    let doomed = start_worker_on(Some(&queue), &env);
+    let run = run_id("dead-slot");
+    let long = json!({"runId": run, "command": "sleep 300", "timeout": 300_000});
+    let opts = RunOpts {
+        heartbeat: Duration::from_secs(5),
+        start_to_close: Duration::from_secs(600),
+        check_cleanup: false,
+        ..on(&queue)
+    };
+    let held = start_activity("safeExecuteCode", long, &opts).await;
+    wait_for_sandbox("ae.run-id", &run, Duration::from_secs(60))
+        .await
+        .expect("the first execution holds the run's only slot");
+    let _survivor = start_worker_on(Some(&queue), &env);
+    let pid = worker_pid(&doomed.identity).expect("the doomed worker's pid");
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The dead worker's lease lapses (15 s) and the survivor takes the slot.
+    let t = Instant::now();
+    let o = execute(&queue, json!({"runId": run, "command": "echo after"})).await;
+    assert!(succeeded(&o), "{o:?}");
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
+    // The first execution's heartbeats stopped with its worker.
+    assert!(outcome_of(&held).await.error.is_some());
+    let left = wait_for_no_sandboxes("ae.run-id", &run, Duration::from_secs(90)).await;
+    assert!(left.is_empty(), "the dead worker's sandbox was not reaped: {left:?}");
+}
+
+#[tokio::test]
+async fn three_refused_commands_open_the_circuit_and_one_trial_closes_it() {
+    // The default threshold; a short cooldown so the test need not wait five minutes.
+    let (queue, _a, _b) = fleet(&[("AE_CIRCUIT_COOLDOWN_SECS", "3")]);
+    let run = run_id("circuit");
+    for _ in 0..3 {
+        let o = execute(&queue, json!({"runId": run, "command": "rm -rf /"})).await;
+        assert_eq!(failure_type(&o), "PolicyViolation", "{o:?}");
+    }
+    let o = execute(&queue, json!({"runId": run, "command": "echo fine"})).await;
+    let e = o.error.as_ref().expect("circuit open");
+    assert_eq!(e.r#type, "CircuitOpen", "{o:?}");
+    assert!(e.non_retryable);
+    let wait = e.details.as_ref().unwrap()["retryAfterMs"].as_u64().unwrap();
+    assert!(wait <= 3_000, "{wait}");
+    assert_eq!(circuit(&run)["state"], "open");
+    tokio::time::sleep(Duration::from_millis(wait + 300)).await;
+
+    // Half-open: of two simultaneous requests exactly one is the trial.
+    let trial = json!({"runId": run, "command": "sleep 2; echo trial"});
+    let a = start_activity("safeExecuteCode", trial.clone(), &on(&queue)).await;
+    let b = start_activity("safeExecuteCode", trial, &on(&queue)).await;
+    let (a, b) = (outcome_of(&a).await, outcome_of(&b).await);
+    let ok = [&a, &b].iter().filter(|o| succeeded(o)).count();
+    let open = [&a, &b]
+        .iter()
+        .filter(|o| failure_type(o) == "CircuitOpen")
+        .count();
+    assert_eq!((ok, open), (1, 1), "{a:?} {b:?}");
+    // The trial succeeded: closed again.
+    assert_eq!(circuit(&run)["state"], "closed");
+    let o = execute(&queue, json!({"runId": run, "command": "echo closed"})).await;
+    assert!(succeeded(&o), "{o:?}");
+    // Refusals were never charged: 2 executions ran.
+    assert!((spent(&run).await - 0.02).abs() < 1e-9);
+}
+
+/// `ae-worker circuit status --run RUN` as JSON.
+fn circuit(run: &str) -> Value {
+    let out = Command::new(binary("ae-worker"))
+        .args(["circuit", "status", "--run", run])
+        .env("REDIS_URL", &harness().redis_url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
