@@ -234,11 +234,8 @@ pub fn start_worker_on(task_queue: Option<&str>, env: &[(&str, &str)]) -> ExtraW
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let lifeline = spawn(
-        &mut cmd,
-        &h.log_dir.join(format!("worker-{identity}.log")),
-    )
-    .expect("start extra worker");
+    let lifeline = spawn(&mut cmd, &h.log_dir.join(format!("worker-{identity}.log")))
+        .expect("start extra worker");
     ExtraWorker {
         task_queue,
         identity,

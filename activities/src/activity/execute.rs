@@ -93,7 +93,7 @@ impl Engine {
             .collect_output_files(&sandbox, &outputs, redactor)
             .await;
         let sandbox_id = sandbox.short_id().to_string();
-        sandbox.release();
+        sandbox.release_holding(guarded.take_slot());
         let cost = reservation.cost;
         let mut result = self.result(
             Profile::Sandbox,

@@ -55,6 +55,13 @@ pub struct Guarded {
     slot: Option<SlotLease>,
 }
 
+impl Guarded {
+    /// The concurrency slot, to hold until the sandbox is gone.
+    pub fn take_slot(&mut self) -> Option<SlotLease> {
+        self.slot.take()
+    }
+}
+
 /// Whether a finished request counts as a failure for the circuit breaker: it was killed at
 /// its timeout or by the OOM killer. A non-zero exit is an ordinary result.
 pub trait Verdict {
@@ -248,7 +255,11 @@ impl Engine {
         a: &Admission<'_>,
         redactor: &Redactor,
     ) -> Result<String, Failure> {
-        let texts: Vec<_> = a.files.iter().map(|f| String::from_utf8_lossy(&f.content)).collect();
+        let texts: Vec<_> = a
+            .files
+            .iter()
+            .map(|f| String::from_utf8_lossy(&f.content))
+            .collect();
         let mut policy = PolicyContext::new(a.profile);
         for (f, text) in a.files.iter().zip(&texts) {
             policy = policy.with_file(&f.rel, text);

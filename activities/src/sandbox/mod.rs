@@ -274,6 +274,7 @@ impl SandboxEngine {
             switched,
             lease: std::sync::Mutex::new(lease),
             standby: Default::default(),
+            held: Default::default(),
         };
         if let Err(e) = sandbox.docker.start_container(&sandbox.id, None).await {
             sandbox.destroy().await;
@@ -304,6 +305,8 @@ pub struct Sandbox {
     switched: Arc<AtomicBool>,
     lease: std::sync::Mutex<Option<Lease>>,
     standby: std::sync::Mutex<Option<Standby>>,
+    /// Kept alive until the container is gone (see [`Sandbox::release_holding`]).
+    held: std::sync::Mutex<Option<Box<dyn Send>>>,
 }
 
 impl Sandbox {
@@ -337,6 +340,13 @@ impl Sandbox {
 
     /// Removes the container in the background: the caller's result need not wait for Docker.
     pub fn release(self) {
+        drop(self);
+    }
+
+    /// [`Sandbox::release`], keeping `held` alive until the container is gone: a run's
+    /// concurrency slot must not free before its sandbox does.
+    pub fn release_holding(self, held: impl Send + 'static) {
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(held));
         drop(self);
     }
 
@@ -380,10 +390,12 @@ impl Drop for Sandbox {
             let id = self.id.clone();
             let registry = self.registry.clone();
             let lease = self.take_lease();
+            let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).take();
             handle.spawn(async move {
                 docker::remove_container(&docker, &id).await;
                 registry.remove(&id);
                 drop(lease);
+                drop(held);
             });
         }
     }

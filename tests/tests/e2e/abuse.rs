@@ -32,12 +32,26 @@ async fn contained(input: Value) -> Value {
 }
 
 #[tokio::test]
-async fn a_fork_bomb_hits_the_pids_limit() {
-    // Written to a file so the textual policy does not see it: the sandbox must hold anyway.
-    let r = contained(json!({
-        "runId": run_id("forkbomb"),
+async fn a_fork_bomb_in_a_workspace_script_is_refused_by_the_policy() {
+    // The policy reads the scripts a command runs from the workspace.
+    let o = safe_execute(json!({
+        "runId": run_id("forkbomb-script"),
         "workspaceFiles": [{"path": "bomb.sh", "content": "sh $0 & sh $0 & wait\n"}],
         "command": "sh bomb.sh",
+    }))
+    .await;
+    let e = o.error.expect("refused");
+    assert_eq!(e.r#type, "PolicyViolation", "{}", e.message);
+}
+
+#[tokio::test]
+async fn a_process_flood_hits_the_pids_limit() {
+    // An endless loop of background processes looks like ordinary work to the policy: the
+    // sandbox must hold anyway.
+    let r = contained(json!({
+        "runId": run_id("forkbomb"),
+        "workspaceFiles": [{"path": "flood.sh", "content": "while true; do sleep 60 & done\n"}],
+        "command": "sh flood.sh",
         "timeout": 3000
     }))
     .await;

@@ -71,7 +71,9 @@ async fn the_eleventh_execution_in_a_minute_is_rate_limited_and_retried_at_the_g
     let e = o.error.as_ref().expect("rate limited");
     assert_eq!(e.r#type, "RateLimited", "{o:?}");
     assert!(!e.non_retryable, "RateLimited must be retryable");
-    let wait = e.details.as_ref().unwrap()["retryAfterMs"].as_u64().unwrap();
+    let wait = e.details.as_ref().unwrap()["retryAfterMs"]
+        .as_u64()
+        .unwrap();
     assert!(wait > 0 && wait <= 6_000, "{wait}");
     assert!((spent(&run).await - 0.10).abs() < 1e-9);
 
@@ -128,7 +130,10 @@ async fn five_simultaneous_executions_hold_at_most_three_sandboxes_and_all_finis
 #[tokio::test]
 async fn a_sigkilled_workers_slot_is_freed() {
     let queue = format!("guards-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let env = [("AE_MAX_CONCURRENT_PER_RUN", "1"), ("AE_REAPER_INTERVAL_SECS", "2")];
+    let env = [
+        ("AE_MAX_CONCURRENT_PER_RUN", "1"),
+        ("AE_REAPER_INTERVAL_SECS", "2"),
+    ];
     let doomed = start_worker_on(Some(&queue), &env);
     let run = run_id("dead-slot");
     let long = json!({"runId": run, "command": "sleep 300", "timeout": 300_000});
@@ -159,7 +164,10 @@ async fn a_sigkilled_workers_slot_is_freed() {
     // The first execution's heartbeats stopped with its worker.
     assert!(outcome_of(&held).await.error.is_some());
     let left = wait_for_no_sandboxes("ae.run-id", &run, Duration::from_secs(90)).await;
-    assert!(left.is_empty(), "the dead worker's sandbox was not reaped: {left:?}");
+    assert!(
+        left.is_empty(),
+        "the dead worker's sandbox was not reaped: {left:?}"
+    );
 }
 
 #[tokio::test]
@@ -175,7 +183,9 @@ async fn three_refused_commands_open_the_circuit_and_one_trial_closes_it() {
     let e = o.error.as_ref().expect("circuit open");
     assert_eq!(e.r#type, "CircuitOpen", "{o:?}");
     assert!(e.non_retryable);
-    let wait = e.details.as_ref().unwrap()["retryAfterMs"].as_u64().unwrap();
+    let wait = e.details.as_ref().unwrap()["retryAfterMs"]
+        .as_u64()
+        .unwrap();
     assert!(wait <= 3_000, "{wait}");
     assert_eq!(circuit(&run)["state"], "open");
     tokio::time::sleep(Duration::from_millis(wait + 300)).await;
@@ -206,6 +216,10 @@ fn circuit(run: &str) -> Value {
         .env("REDIS_URL", &harness().redis_url)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
