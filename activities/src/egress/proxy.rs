@@ -143,7 +143,7 @@ fn over_cap(proxy: &Proxy, grant: &Arc<Grant>, mut conn: TcpStream) {
     let total = proxy.denied_total.fetch_add(1, Ordering::Relaxed) + 1;
     let n = grant.over_cap.fetch_add(1, Ordering::Relaxed) + 1;
     // A flood would otherwise write a line per connection.
-    if n == 1 || n % 100 == 0 {
+    if n == 1 || n.is_multiple_of(100) {
         tracing::warn!(run_id = %grant.run_id, status = 429, refused = n, denied_total = total, reason = %r.reason, "egress denied");
     }
     let Ok(permit) = grant.refusals.clone().try_acquire_owned() else {
