@@ -10,7 +10,7 @@
 //! without depending on each other.
 
 use bollard::Docker;
-use bollard::models::{HostConfig, HostConfigLogConfig, NetworkDisconnectRequest};
+use bollard::models::{HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
 };
@@ -34,8 +34,13 @@ pub mod label {
     pub const EXPIRES: &str = "ae.expires";
     /// Unix time a sandbox network was created.
     pub const CREATED: &str = "ae.created";
-    /// What an infrastructure container is for (the egress relay).
+    /// What an infrastructure container is for (an egress relay).
     pub const ROLE: &str = "ae.role";
+    /// The sandbox network an egress relay serves.
+    pub const NETWORK: &str = "ae.network";
+    /// The run whose sandbox an egress relay serves (not `ae.run-id`: the relay is not a
+    /// sandbox).
+    pub const RELAY_RUN_ID: &str = "ae.relay-run-id";
     /// A sandbox pre-started for the warm pool.
     pub const POOL: &str = "ae.pool";
     /// The run an execution is charged to.
@@ -138,7 +143,7 @@ pub fn now_secs() -> u64 {
         .as_secs()
 }
 
-/// The hardening every container this project starts gets (sandboxes and the egress relay): no
+/// The hardening every container this project starts gets (sandboxes and the egress relays): no
 /// capabilities, no-new-privileges, read-only root, an init, never privileged, no log driver
 /// (commands' output is streamed through exec; main processes print nothing). Callers add
 /// network, limits and mounts.
@@ -167,7 +172,7 @@ pub struct Running {
 }
 
 /// The sandboxes this worker is running, by container id, and its own infrastructure
-/// containers (the egress relay), which the reaper keeps and the kill switch spares.
+/// containers (the egress relays), which the reaper keeps and the kill switch spares.
 #[derive(Clone, Default)]
 pub struct Registry {
     running: Arc<Mutex<HashMap<String, Running>>>,
@@ -261,20 +266,8 @@ pub async fn remove_container(docker: &Docker, id: &str) {
     }
 }
 
-/// Disconnects `relay` (if any) and removes the network, retrying while a sandbox is still
-/// leaving it.
-pub async fn remove_network(docker: &Docker, network: &str, relay: Option<&str>) {
-    if let Some(relay) = relay {
-        let _ = docker
-            .disconnect_network(
-                network,
-                NetworkDisconnectRequest {
-                    container: relay.to_string(),
-                    force: Some(true),
-                },
-            )
-            .await;
-    }
+/// Removes a network, retrying while a sandbox (or its relay) is still leaving it.
+pub async fn remove_network(docker: &Docker, network: &str) {
     for attempt in 0..20 {
         match docker.remove_network(network).await {
             Ok(()) => return,
@@ -315,7 +308,7 @@ pub async fn remove_owned(docker: &Docker, owner: &str) -> Result<usize, Sandbox
             }
         }
     }
-    // The relay went with the containers; now the sandbox networks are empty.
+    // The relays went with the containers; now the sandbox networks are empty.
     let nets = docker
         .list_networks(Some(
             ListNetworksOptionsBuilder::default()
@@ -326,7 +319,7 @@ pub async fn remove_owned(docker: &Docker, owner: &str) -> Result<usize, Sandbox
         .map_err(|e| SandboxError::Unavailable(e.to_string()))?;
     for net in nets {
         if let Some(name) = net.name {
-            remove_network(docker, &name, None).await;
+            remove_network(docker, &name).await;
         }
     }
     Ok(n)

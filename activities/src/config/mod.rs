@@ -74,15 +74,15 @@ pub struct SandboxConfig {
     pub egress: EgressConfig,
 }
 
-/// The egress proxy, its relay and the sandbox networks (see `egress`).
+/// The egress proxy, the relays and the sandbox networks (see `egress`).
 #[derive(Debug, Clone)]
 pub struct EgressConfig {
-    /// Where the proxy listens; default: Docker's bridge gateway, port `listen_port`.
-    pub listen: Option<std::net::SocketAddr>,
-    /// The proxy's port on the bridge gateway; 0 picks a free one.
-    pub listen_port: u16,
-    /// The address the relay dials, when it differs from `listen` (a worker in a container).
-    pub upstream: Option<std::net::SocketAddr>,
+    /// Where the proxy opens each sandbox's listener (a free port each); default: Docker's
+    /// bridge gateway.
+    pub listen: Option<std::net::IpAddr>,
+    /// The address relays dial (with their sandbox's port), when it differs from `listen` (a
+    /// worker in a container).
+    pub upstream: Option<std::net::IpAddr>,
     /// Image of the relay container: needs busybox `nc`.
     pub relay_image: String,
     /// Range the per-sandbox /29 networks are carved from.
@@ -99,7 +99,6 @@ impl Default for EgressConfig {
     fn default() -> Self {
         Self {
             listen: None,
-            listen_port: 0,
             upstream: None,
             relay_image: "ae-sandbox:latest".into(),
             subnets: (std::net::Ipv4Addr::new(10, 213, 0, 0), 16),

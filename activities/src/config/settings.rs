@@ -126,16 +126,14 @@ pub struct Settings {
     #[arg(long, env = "AE_PRODUCTION_SECCOMP_PROFILE", value_parser = production_seccomp)]
     pub production_seccomp_profile: Option<String>,
 
-    /// Where the egress proxy listens [default: Docker's bridge gateway, --egress-proxy-port].
-    #[arg(long, env = "AE_EGRESS_LISTEN", value_parser = trimmed::<SocketAddr>)]
-    pub egress_listen: Option<SocketAddr>,
-    /// The proxy's port on the bridge gateway; 0 picks a free one.
-    #[arg(long, env = "AE_EGRESS_PROXY_PORT", default_value_t = 0, value_parser = trimmed::<u16>)]
-    pub egress_proxy_port: u16,
-    /// The address the relay dials, when it differs from where the proxy listens (a worker in
-    /// a container).
-    #[arg(long, env = "AE_EGRESS_UPSTREAM", value_parser = trimmed::<SocketAddr>)]
-    pub egress_upstream: Option<SocketAddr>,
+    /// Address the egress proxy opens each sandbox's listener on, a free port each [default:
+    /// Docker's bridge gateway].
+    #[arg(long, env = "AE_EGRESS_LISTEN", value_parser = trimmed::<IpAddr>)]
+    pub egress_listen: Option<IpAddr>,
+    /// The address the relays dial (with their sandbox's port), when it differs from where the
+    /// proxy listens (a worker in a container).
+    #[arg(long, env = "AE_EGRESS_UPSTREAM", value_parser = trimmed::<IpAddr>)]
+    pub egress_upstream: Option<IpAddr>,
     /// Image of the egress relay (needs busybox `nc`).
     #[arg(
         long,
@@ -213,7 +211,6 @@ impl Settings {
                 pool_max_age: Duration::from_secs(self.pool_max_age_secs.max(1)),
                 egress: EgressConfig {
                     listen: self.egress_listen,
-                    listen_port: self.egress_proxy_port,
                     upstream: self.egress_upstream,
                     relay_image: self.egress_relay_image,
                     subnets: self.egress_subnets,

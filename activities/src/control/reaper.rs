@@ -56,7 +56,8 @@ pub async fn reap_once(
 }
 
 /// Removes sandbox networks (see `egress`) that expired, whose owner is gone, or that are this
-/// worker's and hold no sandbox any more (a minute's grace for one being set up).
+/// worker's and hold no sandbox any more (a minute's grace for one being set up), with the
+/// relay serving each.
 async fn reap_networks(
     conn: &ConnectionManager,
     docker: &bollard::Docker,
@@ -102,16 +103,22 @@ async fn reap_networks(
         };
         if let Some(reason) = reason {
             tracing::info!(network = %name, owner = %owner, reason, "reaping sandbox network");
-            for relay in &kept {
-                let _ = docker
-                    .disconnect_network(
-                        &name,
-                        bollard::models::NetworkDisconnectRequest {
-                            container: relay.clone(),
-                            force: Some(true),
-                        },
-                    )
-                    .await;
+            // Its relay serves only it: remove it (ours or a dead worker's) first.
+            let attached = docker
+                .inspect_network(&name, None)
+                .await
+                .ok()
+                .and_then(|n| n.containers)
+                .unwrap_or_default();
+            for (id, c) in attached {
+                let relay = kept.contains(&id)
+                    || c.name
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with("ae-relay-"));
+                if relay {
+                    docker::remove_container(docker, &id).await;
+                    registry.unkeep(&id);
+                }
             }
             if docker.remove_network(&name).await.is_ok() {
                 removed += 1;

@@ -8,11 +8,13 @@
 //!   the address it checked (no second lookup, so no DNS rebinding). Each sandbox identifies
 //!   itself with a per-execution token in `Proxy-Authorization`; denials are logged and counted
 //!   per execution and in total.
-//! - **the relay**: one small container per worker (the sandbox image's busybox `nc`), on
-//!   Docker's default bridge, that copies bytes from sandboxes to the proxy. It is why the
-//!   sandbox needs no route to the host.
+//! - **a relay per sandbox**: a small container (the sandbox image's busybox `nc`) on the
+//!   sandbox's network and on Docker's default bridge, that copies bytes from the sandbox to
+//!   that sandbox's own listener on the proxy. It is why the sandbox needs no route to the
+//!   host, and why the proxy knows which sandbox a connection is from before reading it: the
+//!   sandbox's connection cap applies at accept time, and its relay's process limit is its own.
 //! - **a private network per sandbox** ([`Lease`]): an `--internal` bridge whose host side has
-//!   no address (`inhibit_ipv4`), holding only the sandbox and the relay. There is no default
+//!   no address (`inhibit_ipv4`), holding only the sandbox and its relay. There is no default
 //!   route out, the host's services and other sandboxes are unreachable, and the embedded DNS
 //!   forwards nowhere. Programs that ignore the proxy settings, raw IPs and other ports fail.
 //!
@@ -32,9 +34,9 @@ use crate::docker::{self, Registry, SandboxError, label};
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::CreateContainerOptionsBuilder;
-use network::{Net, bridge_gateway};
-use proxy::{Grant, Proxy, serve};
-use std::net::SocketAddr;
+use network::{Net, bridge_address, bridge_gateway};
+use proxy::{Grant, MAX_CONNECTIONS_PER_SANDBOX, Proxy, serve};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -45,17 +47,19 @@ use tokio_util::sync::CancellationToken;
 pub const RELAY_PORT: u16 = 3128;
 /// The relay's role label value.
 pub const ROLE_RELAY: &str = "egress-relay";
+/// Processes one relay may run: one `nc` per open connection, the proxy holds at most
+/// [`MAX_CONNECTIONS_PER_SANDBOX`] and closes the others at once; the rest is headroom.
+const RELAY_PIDS: i64 = 4 * MAX_CONNECTIONS_PER_SANDBOX as i64;
 
-/// Egress for one worker: the proxy, the relay, and a network per sandbox.
+/// Egress for one worker: the proxy, and a network, relay and listener per sandbox.
 pub struct Egress {
     proxy: Arc<Proxy>,
     owner: String,
-    /// The relay container's id, once started.
-    relay: tokio::sync::Mutex<Option<String>>,
-    bound: tokio::sync::OnceCell<SocketAddr>,
+    /// Where the per-sandbox listeners bind, resolved once.
+    listen_ip: tokio::sync::OnceCell<IpAddr>,
     registry: Registry,
     max_lifetime: Duration,
-    /// Stops the proxy's accept loop (worker shutdown).
+    /// Stops the proxy's accept loops (worker shutdown).
     stop: CancellationToken,
 }
 
@@ -71,15 +75,15 @@ impl Egress {
         Self {
             proxy: Arc::new(Proxy::new(cfg)),
             owner: owner.into(),
-            relay: Default::default(),
-            bound: Default::default(),
+            listen_ip: Default::default(),
             registry,
             max_lifetime,
             stop,
         }
     }
 
-    /// A private network for one sandbox, with the relay on it and a grant for `rules`.
+    /// A private network for one sandbox, with its own relay dialing its own proxy listener,
+    /// and a grant for `rules`.
     pub async fn lease(
         &self,
         docker: &Docker,
@@ -87,69 +91,79 @@ impl Egress {
         rules: Vec<DomainRule>,
     ) -> Result<Lease, SandboxError> {
         let network = self.create_network(docker, run_id).await?;
-        let relay = match self.attach_relay(docker, &network).await {
-            Ok(relay) => relay,
-            Err(e) => {
-                docker::remove_network(docker, &network.name, None).await;
-                return Err(e);
-            }
-        };
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let grant = self.proxy.grant(&token, run_id, rules);
-        Ok(Lease {
+        let mut lease = Lease {
             proxy_url: format!("http://ae:{token}@{}:{RELAY_PORT}", network.relay_ip),
-            network: network.name,
-            token,
-            grant,
-            proxy: self.proxy.clone(),
+            network: network.name.clone(),
+            grant: self.proxy.grant(&token, run_id, rules),
             docker: docker.clone(),
-            relay,
-        })
+            registry: self.registry.clone(),
+            relay: None,
+        };
+        // From here on, dropping `lease` undoes what was done.
+        let upstream = self.listen(docker, &lease.grant).await?;
+        let relay = self.start_relay(docker, run_id, &network, upstream).await?;
+        lease.relay = Some(relay.clone());
+        // Only the relay may use the sandbox's listener (unless a NAT hides its address).
+        let peer = match self.proxy.cfg.upstream {
+            Some(_) => None,
+            None => Some(bridge_address(docker, &relay).await?),
+        };
+        let _ = lease.grant.relay.set(peer);
+        Ok(lease)
     }
 
-    /// Connects the relay to `net`, starting it first if there is none, and starting a new one
-    /// once more if connecting fails (it died or was removed). Returns the relay's id.
-    async fn attach_relay(&self, docker: &Docker, net: &Net) -> Result<String, SandboxError> {
-        let relay = self.relay(docker, None).await?;
-        if self.connect_relay(docker, &relay, net).await.is_ok() {
-            return Ok(relay);
-        }
-        let relay = self.relay(docker, Some(&relay)).await?;
-        self.connect_relay(docker, &relay, net).await?;
-        Ok(relay)
+    /// Opens the grant's own listener on the proxy; returns the address its relay dials.
+    async fn listen(
+        &self,
+        docker: &Docker,
+        grant: &Arc<Grant>,
+    ) -> Result<SocketAddr, SandboxError> {
+        let ip = *self
+            .listen_ip
+            .get_or_try_init(|| async {
+                match self.proxy.cfg.listen {
+                    Some(ip) => Ok(ip),
+                    None => bridge_gateway(docker).await,
+                }
+            })
+            .await?;
+        let listener = TcpListener::bind((ip, 0)).await.map_err(|e| {
+            SandboxError::Unavailable(format!("cannot bind the egress proxy on {ip}: {e}"))
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| SandboxError::Unavailable(format!("egress proxy address: {e}")))?
+            .port();
+        tracing::debug!(run_id = %grant.run_id, %ip, port, "egress proxy listening");
+        tokio::spawn(serve(
+            listener,
+            self.proxy.clone(),
+            grant.clone(),
+            self.stop.clone(),
+        ));
+        Ok(SocketAddr::new(self.proxy.cfg.upstream.unwrap_or(ip), port))
     }
 
-    /// The relay's id; starts one when there is none, or when the current one is `broken`.
-    async fn relay(&self, docker: &Docker, broken: Option<&str>) -> Result<String, SandboxError> {
-        let mut relay = self.relay.lock().await;
-        if let Some(id) = relay.as_deref()
-            && broken == Some(id)
-        {
-            docker::remove_container(docker, id).await;
-            self.registry.unkeep(id);
-            *relay = None;
-        }
-        match relay.as_ref() {
-            Some(id) => Ok(id.clone()),
-            None => {
-                let id = self.start_relay(docker).await?;
-                *relay = Some(id.clone());
-                Ok(id)
-            }
-        }
-    }
-
-    /// Binds the proxy (if not yet) and starts the relay container pointing at it.
-    async fn start_relay(&self, docker: &Docker) -> Result<String, SandboxError> {
-        let upstream = self.ensure_proxy(docker).await?;
-        let mut labels = docker::managed(&self.owner, None);
+    /// Creates the sandbox's relay on Docker's default bridge and on `net`, dialing
+    /// `upstream`, and starts it. Returns its id; on failure nothing is left.
+    async fn start_relay(
+        &self,
+        docker: &Docker,
+        run_id: &str,
+        net: &Net,
+        upstream: SocketAddr,
+    ) -> Result<String, SandboxError> {
+        let mut labels = docker::managed(&self.owner, Some(self.max_lifetime));
         labels.insert(label::ROLE.into(), ROLE_RELAY.into());
+        labels.insert(label::NETWORK.into(), net.name.clone());
+        labels.insert(label::RELAY_RUN_ID.into(), run_id.to_string());
         let host_config = HostConfig {
             network_mode: Some("bridge".into()),
-            // One `nc` per open connection, for every sandbox of this worker.
-            memory: Some(256 * 1024 * 1024),
-            memory_swap: Some(256 * 1024 * 1024),
-            pids_limit: Some(2048),
+            memory: Some(64 * 1024 * 1024),
+            memory_swap: Some(64 * 1024 * 1024),
+            nano_cpus: Some(1_000_000_000),
+            pids_limit: Some(RELAY_PIDS),
             ..docker::hardened()
         };
         // busybox nc: `-ll` keeps listening, `-e` runs a fresh `nc` to the proxy per connection.
@@ -183,54 +197,36 @@ impl Egress {
                 ))
             })?;
         self.registry.keep(&created.id);
-        if let Err(e) = docker.start_container(&created.id, None).await {
+        let started = async {
+            self.connect_relay(docker, &created.id, net).await?;
+            docker
+                .start_container(&created.id, None)
+                .await
+                .map_err(|e| {
+                    SandboxError::Unavailable(format!("cannot start the egress relay: {e}"))
+                })
+        };
+        if let Err(e) = started.await {
             docker::remove_container(docker, &created.id).await;
             self.registry.unkeep(&created.id);
-            return Err(SandboxError::Unavailable(format!(
-                "cannot start the egress relay: {e}"
-            )));
+            return Err(e);
         }
-        tracing::info!(relay = &created.id[..12], %upstream, "egress relay started");
+        tracing::debug!(relay = &created.id[..12], %upstream, network = %net.name, "egress relay started");
         Ok(created.id)
-    }
-
-    /// The address the relay dials: the proxy's, bound once per worker.
-    async fn ensure_proxy(&self, docker: &Docker) -> Result<SocketAddr, SandboxError> {
-        let proxy = self.proxy.clone();
-        let listen = match self.proxy.cfg.listen {
-            Some(a) => a,
-            None => SocketAddr::new(bridge_gateway(docker).await?, self.proxy.cfg.listen_port),
-        };
-        let bound = self
-            .bound
-            .get_or_try_init(|| async move {
-                let listener = TcpListener::bind(listen).await.map_err(|e| {
-                    SandboxError::Unavailable(format!(
-                        "cannot bind the egress proxy on {listen}: {e}"
-                    ))
-                })?;
-                let addr = listener
-                    .local_addr()
-                    .map_err(|e| SandboxError::Unavailable(format!("egress proxy address: {e}")))?;
-                tracing::info!(%addr, "egress proxy listening");
-                tokio::spawn(serve(listener, proxy, self.stop.clone()));
-                Ok::<_, SandboxError>(addr)
-            })
-            .await?;
-        Ok(self.proxy.cfg.upstream.unwrap_or(*bound))
     }
 }
 
-/// One sandbox's network and proxy grant. Dropping it revokes the grant at once (open tunnels
-/// close) and removes the network in the background once the sandbox has left it.
+/// One sandbox's network, relay and proxy grant. Dropping it revokes the grant at once (its
+/// listener and open tunnels close) and removes the relay, then the network, in the
+/// background.
 pub struct Lease {
     proxy_url: String,
     network: String,
-    token: String,
     grant: Arc<Grant>,
-    proxy: Arc<Proxy>,
     docker: Docker,
-    relay: String,
+    registry: Registry,
+    /// The sandbox's relay, once started.
+    relay: Option<String>,
 }
 
 impl Lease {
@@ -256,19 +252,20 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.proxy
-            .grants
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.token);
+        // Closes the sandbox's listener and its open tunnels at once.
         self.grant.closed.cancel();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let docker = self.docker.clone();
             let network = self.network.clone();
-            let relay = self.relay.clone();
-            handle.spawn(
-                async move { docker::remove_network(&docker, &network, Some(&relay)).await },
-            );
+            let relay = self.relay.take();
+            let registry = self.registry.clone();
+            handle.spawn(async move {
+                if let Some(relay) = relay {
+                    docker::remove_container(&docker, &relay).await;
+                    registry.unkeep(&relay);
+                }
+                docker::remove_network(&docker, &network).await
+            });
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The private network per sandbox: an `--internal` /29 bridge with no host-side address,
-//! holding only the sandbox and the relay, and how the relay joins it.
+//! holding only the sandbox and its relay, and how the relay joins it.
 
 use super::Egress;
 use crate::docker::{self, SandboxError, label};
@@ -120,4 +120,22 @@ pub(super) async fn bridge_gateway(docker: &Docker) -> Result<IpAddr, SandboxErr
             })
         })
         .ok_or_else(|| SandboxError::Unavailable("Docker's bridge network has no gateway".into()))
+}
+
+/// A container's address on Docker's default bridge (where the relay dials the proxy from).
+pub(super) async fn bridge_address(
+    docker: &Docker,
+    container: &str,
+) -> Result<IpAddr, SandboxError> {
+    let inspected = docker
+        .inspect_container(container, None)
+        .await
+        .map_err(|e| SandboxError::Unavailable(format!("cannot inspect the egress relay: {e}")))?;
+    inspected
+        .network_settings
+        .and_then(|s| s.networks)
+        .and_then(|n| n.get("bridge").cloned())
+        .and_then(|e| e.ip_address)
+        .and_then(|ip| ip.parse().ok())
+        .ok_or_else(|| SandboxError::Unavailable("the egress relay has no bridge address".into()))
 }

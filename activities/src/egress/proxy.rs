@@ -2,105 +2,178 @@
 //! only for hosts the execution's grant allows, on allowed ports, to public addresses (or the
 //! configured private exceptions); resolves names itself and connects to the address it
 //! checked. It does not own networks or the relay (see `egress`).
+//!
+//! Every grant (one sandbox) has its own listener, which only that sandbox's relay dials: the
+//! proxy knows whose connection it is when it accepts it, so the sandbox's own connection cap
+//! applies before a byte is read, and a connection that never authenticates still counts
+//! against its own sandbox only. The shared (worker-wide) slot is taken only after the token
+//! matched the grant.
 
 use super::allowlist::{DomainRule, is_hostname, is_public};
 use crate::config::EgressConfig;
 use base64::Engine as _;
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Authenticated connections the whole proxy holds; taken only after the token matched.
 const MAX_CONNECTIONS: usize = 1024;
-/// Open connections one sandbox may hold through the proxy, so one cannot starve the others.
-const MAX_CONNECTIONS_PER_SANDBOX: usize = 64;
+/// Open connections one sandbox may hold through the proxy, authenticated or not, so one
+/// cannot starve the others.
+pub(super) const MAX_CONNECTIONS_PER_SANDBOX: usize = 64;
+/// Refusals past the cap answered politely at once; beyond that they are just closed.
+const MAX_REFUSALS_IN_FLIGHT: usize = 8;
 
 /// What one execution may reach, and what it was refused.
 pub(super) struct Grant {
-    run_id: String,
+    pub(super) run_id: String,
+    token: String,
     rules: Vec<DomainRule>,
     pub(super) denied: AtomicU64,
+    /// Connections refused because the sandbox held its cap (logged sparingly).
+    over_cap: AtomicU64,
     pub(super) closed: CancellationToken,
-    slots: Arc<tokio::sync::Semaphore>,
+    /// Who may connect to the grant's listener: unset until its relay runs (nobody), then the
+    /// relay's address, or anyone when the relay's address cannot be known (NAT).
+    pub(super) relay: std::sync::OnceLock<Option<IpAddr>>,
+    slots: Arc<Semaphore>,
+    refusals: Arc<Semaphore>,
 }
 
-/// The proxy's state, shared by its connection tasks.
+/// The proxy's state, shared by its listeners and connection tasks.
 pub(super) struct Proxy {
     pub(super) cfg: EgressConfig,
-    pub(super) grants: Mutex<HashMap<String, Arc<Grant>>>,
     denied_total: AtomicU64,
-    connections: Arc<tokio::sync::Semaphore>,
+    connections: Arc<Semaphore>,
 }
 
 impl Proxy {
     pub(super) fn new(cfg: EgressConfig) -> Self {
         Self {
             cfg,
-            grants: Default::default(),
             denied_total: AtomicU64::new(0),
-            connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+            connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         }
     }
 
-    /// Registers a grant under `token`.
+    /// A grant for one sandbox: requests must carry `token`; serve it with [`serve`].
     pub(super) fn grant(&self, token: &str, run_id: &str, rules: Vec<DomainRule>) -> Arc<Grant> {
-        let grant = Arc::new(Grant {
+        Arc::new(Grant {
             run_id: run_id.to_string(),
+            token: token.to_string(),
             rules,
             denied: AtomicU64::new(0),
+            over_cap: AtomicU64::new(0),
             closed: CancellationToken::new(),
-            slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS_PER_SANDBOX)),
-        });
-        self.grants
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(token.to_string(), grant.clone());
-        grant
+            relay: Default::default(),
+            slots: Arc::new(Semaphore::new(MAX_CONNECTIONS_PER_SANDBOX)),
+            refusals: Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT)),
+        })
     }
 }
 
-pub(super) async fn serve(listener: TcpListener, proxy: Arc<Proxy>, stop: CancellationToken) {
+/// Serves one grant's listener until the grant is revoked or the worker stops. Connections
+/// from anything but the grant's relay are closed; each of the relay's takes one of the
+/// grant's slots before anything is read; past the cap it is refused with 429 (and counted)
+/// without being read.
+pub(super) async fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    grant: Arc<Grant>,
+    stop: CancellationToken,
+) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
+            _ = grant.closed.cancelled() => return,
             _ = stop.cancelled() => return,
         };
-        let (conn, _) = match accepted {
-            Ok(c) => c,
+        let conn = match accepted {
+            Ok((c, peer)) => {
+                let from_relay = match grant.relay.get() {
+                    Some(Some(ip)) => *ip == peer.ip(),
+                    Some(None) => true,
+                    None => false,
+                };
+                if !from_relay {
+                    // Not the sandbox's relay: it gets nothing, not even one of its slots.
+                    tracing::debug!(run_id = %grant.run_id, %peer, "egress connection not from the relay");
+                    continue;
+                }
+                c
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "egress proxy accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        let Ok(permit) = proxy.connections.clone().try_acquire_owned() else {
-            continue; // over the limit: dropping the connection refuses it
+        let Ok(slot) = grant.slots.clone().try_acquire_owned() else {
+            over_cap(&proxy, &grant, conn);
+            continue;
         };
         let proxy = proxy.clone();
+        let grant = grant.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            handle(conn, &proxy).await;
+            let _slot = slot;
+            tokio::select! {
+                _ = handle(conn, &proxy, &grant) => {}
+                _ = grant.closed.cancelled() => {}
+            }
         });
     }
+}
+
+/// A connection past the sandbox's cap: counted, answered 429 when few such answers are in
+/// flight (else just closed), never read.
+fn over_cap(proxy: &Proxy, grant: &Arc<Grant>, mut conn: TcpStream) {
+    let r = refuse(
+        429,
+        format!("more than {MAX_CONNECTIONS_PER_SANDBOX} open connections"),
+    );
+    grant.denied.fetch_add(1, Ordering::Relaxed);
+    let total = proxy.denied_total.fetch_add(1, Ordering::Relaxed) + 1;
+    let n = grant.over_cap.fetch_add(1, Ordering::Relaxed) + 1;
+    // A flood would otherwise write a line per connection.
+    if n == 1 || n.is_multiple_of(100) {
+        tracing::warn!(run_id = %grant.run_id, status = 429, refused = n, denied_total = total, reason = %r.reason, "egress denied");
+    }
+    let Ok(permit) = grant.refusals.clone().try_acquire_owned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let _permit = permit;
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = respond(&mut conn, &r).await;
+            // Drain what the client sent, so closing does not reset the answer away.
+            let mut sink = [0u8; 1024];
+            while matches!(conn.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    });
 }
 
 /// A request the proxy answers itself.
 struct Refusal {
     status: u16,
     reason: String,
+    /// Whether it counts as the sandbox's denial (not before its token matched).
+    counts: bool,
 }
 
 fn refuse(status: u16, reason: impl Into<String>) -> Refusal {
     Refusal {
         status,
         reason: reason.into(),
+        counts: true,
     }
 }
 
@@ -112,24 +185,17 @@ struct Forward {
     head: Option<Vec<u8>>,
 }
 
-async fn handle(mut client: TcpStream, proxy: &Proxy) {
+async fn handle(mut client: TcpStream, proxy: &Proxy, grant: &Arc<Grant>) {
     let mut buf = Vec::with_capacity(1024);
     let head_len = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut client, &mut buf)).await
     {
         Ok(Some(n)) => n,
         _ => return,
     };
-    let Admitted {
-        grant,
-        forward,
-        mut upstream,
-        slot: _slot,
-    } = match admit(&buf[..head_len], proxy).await {
+    let (forward, mut upstream, _shared) = match admit(&buf[..head_len], proxy, grant).await {
         Ok(a) => a,
-        Err(Refused { grant, target, r }) => {
-            if let Some(g) = &grant {
-                deny(proxy, g, &target, &r);
-            }
+        Err((target, r)) => {
+            deny(proxy, grant, &target, &r);
             let _ = respond(&mut client, &r).await;
             return;
         }
@@ -150,59 +216,25 @@ async fn handle(mut client: TcpStream, proxy: &Proxy) {
     if sent.await.is_err() {
         return;
     }
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
-        _ = grant.closed.cancelled() => {}
-    }
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
 }
 
-/// A request the proxy let through, with its upstream connection and its connection slot.
-struct Admitted {
-    grant: Arc<Grant>,
-    forward: Forward,
-    upstream: TcpStream,
-    slot: tokio::sync::OwnedSemaphorePermit,
-}
-
-/// A request the proxy answers itself; `grant` is None when the sandbox is not known.
-struct Refused {
-    grant: Option<Arc<Grant>>,
-    target: String,
-    r: Refusal,
-}
-
-/// Everything between a request head and an open upstream connection: who asks, whether the
-/// allowlist and ports admit it, a free connection slot, and a public (or exempt) address.
-async fn admit(head: &[u8], proxy: &Proxy) -> Result<Admitted, Refused> {
-    let (grant, forward) = parse(head, proxy).map_err(|(grant, r)| Refused {
-        grant,
-        target: "-".into(),
-        r,
-    })?;
+/// Everything between a request head and an open upstream connection: the token, whether the
+/// allowlist and ports admit it, a shared slot (only now, after the token), and a public (or
+/// exempt) address. On refusal: the target (for the log) and the answer.
+async fn admit(
+    head: &[u8],
+    proxy: &Proxy,
+    grant: &Grant,
+) -> Result<(Forward, TcpStream, tokio::sync::OwnedSemaphorePermit), (String, Refusal)> {
+    let forward = parse(head, proxy, grant).map_err(|r| ("-".to_string(), r))?;
     let target = format!("{}:{}", forward.host, forward.port);
-    let Ok(slot) = grant.slots.clone().try_acquire_owned() else {
-        let r = refuse(
-            429,
-            format!("more than {MAX_CONNECTIONS_PER_SANDBOX} open connections"),
-        );
-        return Err(Refused {
-            grant: Some(grant),
-            target,
-            r,
-        });
+    let Ok(shared) = proxy.connections.clone().try_acquire_owned() else {
+        return Err((target, refuse(503, "the egress proxy is at capacity")));
     };
     match connect(proxy, &forward).await {
-        Ok(upstream) => Ok(Admitted {
-            grant,
-            forward,
-            upstream,
-            slot,
-        }),
-        Err(r) => Err(Refused {
-            grant: Some(grant),
-            target,
-            r,
-        }),
+        Ok(upstream) => Ok((forward, upstream, shared)),
+        Err(r) => Err((target, r)),
     }
 }
 
@@ -224,35 +256,31 @@ async fn read_head(client: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
     }
 }
 
-type Parsed = Result<(Arc<Grant>, Forward), (Option<Arc<Grant>>, Refusal)>;
-
-fn parse(head: &[u8], proxy: &Proxy) -> Parsed {
+/// Parses a request head and checks it against `grant`: the token first (refusals before it
+/// matched are not the sandbox's and are not counted), then target, allowlist, port and, for
+/// plain HTTP, the `Host` header.
+fn parse(head: &[u8], proxy: &Proxy, grant: &Grant) -> Result<Forward, Refusal> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
+    let anonymous = |status, reason: &str| Refusal {
+        counts: false,
+        ..refuse(status, reason)
+    };
     match req.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
-        _ => return Err((None, refuse(400, "malformed request"))),
+        _ => return Err(anonymous(400, "malformed request")),
     }
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
-        return Err((None, refuse(400, "malformed request")));
+        return Err(anonymous(400, "malformed request"));
     };
     let token = req
         .headers
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("proxy-authorization"))
         .and_then(|h| basic_password(h.value));
-    let grant = token.and_then(|t| {
-        proxy
-            .grants
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&t)
-            .cloned()
-    });
-    let Some(grant) = grant else {
-        return Err((None, refuse(407, "proxy authentication required")));
-    };
-    let fail = |r: Refusal| Err((Some(grant.clone()), r));
+    if !token.is_some_and(|t| same(t.as_bytes(), grant.token.as_bytes())) {
+        return Err(anonymous(407, "proxy authentication required"));
+    }
     let (authority, path) = if method.eq_ignore_ascii_case("CONNECT") {
         (target, None)
     } else if let Some(rest) = target.strip_prefix("http://") {
@@ -261,44 +289,88 @@ fn parse(head: &[u8], proxy: &Proxy) -> Parsed {
             None => (rest, Some("/")),
         }
     } else {
-        return fail(refuse(
+        return Err(refuse(
             400,
             "only CONNECT and absolute http:// requests are proxied",
         ));
     };
     let Some((host, port)) = split_authority(authority, if path.is_some() { 80 } else { 443 })
     else {
-        return fail(refuse(400, format!("bad target {authority:?}")));
+        return Err(refuse(400, format!("bad target {authority:?}")));
     };
     if host.parse::<IpAddr>().is_ok() || host.starts_with('[') {
-        return fail(refuse(403, "raw IP addresses are not allowed; use a name"));
+        return Err(refuse(403, "raw IP addresses are not allowed; use a name"));
     }
     if !is_hostname(&host) || !grant.rules.iter().any(|r| r.matches(&host)) {
-        return fail(refuse(403, format!("{host} is not in allowedDomains")));
+        return Err(refuse(403, format!("{host} is not in allowedDomains")));
     }
     if !proxy.cfg.ports.contains(&port) {
-        return fail(refuse(403, format!("port {port} is not allowed")));
+        return Err(refuse(403, format!("port {port} is not allowed")));
     }
-    let head = path.map(|path| {
-        let mut out = format!("{method} {path} HTTP/1.{version}\r\n").into_bytes();
-        for h in req.headers.iter() {
-            let n = h.name.to_ascii_lowercase();
-            if matches!(
-                n.as_str(),
-                "proxy-authorization" | "proxy-connection" | "connection" | "keep-alive"
-            ) {
-                continue;
-            }
-            out.extend_from_slice(h.name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(h.value);
-            out.extend_from_slice(b"\r\n");
+    let Some(path) = path else {
+        return Ok(Forward {
+            host,
+            port,
+            head: None,
+        });
+    };
+    // Plain HTTP: the server routes by `Host`, so it must name the target the allowlist
+    // admitted (a name-based virtual host behind an allowed address is another destination).
+    let hosts: Vec<&[u8]> = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("host"))
+        .map(|h| h.value)
+        .collect();
+    if hosts.len() > 1 {
+        return Err(refuse(400, "more than one Host header"));
+    }
+    if let Some(value) = hosts.first() {
+        let value = String::from_utf8_lossy(value);
+        if split_authority(value.trim(), 80) != Some((host.clone(), port)) {
+            return Err(refuse(
+                403,
+                format!(
+                    "Host header {:?} is not the target {host}:{port}",
+                    value.trim()
+                ),
+            ));
         }
-        // One request per connection: a second request on it cannot pick another host.
-        out.extend_from_slice(b"Connection: close\r\n\r\n");
-        out
-    });
-    Ok((grant, Forward { host, port, head }))
+    }
+    let mut out = format!("{method} {path} HTTP/1.{version}\r\n").into_bytes();
+    if hosts.is_empty() {
+        let authority = if port == 80 {
+            host.clone()
+        } else {
+            format!("{host}:{port}")
+        };
+        out.extend_from_slice(format!("Host: {authority}\r\n").as_bytes());
+    }
+    for h in req.headers.iter() {
+        let n = h.name.to_ascii_lowercase();
+        if matches!(
+            n.as_str(),
+            "proxy-authorization" | "proxy-connection" | "connection" | "keep-alive"
+        ) {
+            continue;
+        }
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    // One request per connection: a second request on it cannot pick another host.
+    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    Ok(Forward {
+        host,
+        port,
+        head: Some(out),
+    })
+}
+
+/// Compares secrets in time independent of where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn basic_password(value: &[u8]) -> Option<String> {
@@ -367,8 +439,11 @@ async fn connect(proxy: &Proxy, f: &Forward) -> Result<TcpStream, Refusal> {
 }
 
 fn deny(proxy: &Proxy, grant: &Grant, target: &str, r: &Refusal) {
-    if r.status == 502 {
-        return; // the upstream failed; nothing was refused
+    if !r.counts || r.status >= 500 {
+        // Not yet the sandbox's (no valid token), or the upstream or the proxy failed:
+        // nothing was refused by policy.
+        tracing::debug!(run_id = %grant.run_id, target, status = r.status, reason = %r.reason, "egress request not served");
+        return;
     }
     grant.denied.fetch_add(1, Ordering::Relaxed);
     let total = proxy.denied_total.fetch_add(1, Ordering::Relaxed) + 1;
@@ -381,6 +456,7 @@ async fn respond(client: &mut TcpStream, r: &Refusal) -> std::io::Result<()> {
         403 => "Forbidden",
         407 => "Proxy Authentication Required",
         429 => "Too Many Requests",
+        503 => "Service Unavailable",
         _ => "Bad Gateway",
     };
     let body = format!("ae-egress: {}\n", r.reason);
@@ -401,59 +477,97 @@ async fn respond(client: &mut TcpStream, r: &Refusal) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
-    /// A proxy on loopback admitting `allowed.test` → an upstream that holds connections open
-    /// until the client closes; returns the proxy's address and the upstream's port.
-    async fn proxy_with_upstream() -> (Arc<Proxy>, SocketAddr, u16) {
+    /// A proxy admitting `allowed.test` and `other.test` → an upstream on loopback that holds
+    /// connections open until the client closes, except that a plain-HTTP request is answered
+    /// with its own head; returns the proxy and the upstream's port.
+    async fn proxy_with_upstream() -> (Arc<Proxy>, u16) {
         let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let up = upstream.local_addr().unwrap();
         tokio::spawn(async move {
             while let Ok((mut c, _)) = upstream.accept().await {
                 tokio::spawn(async move {
-                    let mut buf = [0u8; 256];
-                    while matches!(c.read(&mut buf).await, Ok(n) if n > 0) {}
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 256];
+                    while let Ok(n) = c.read(&mut chunk).await {
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if buf.starts_with(b"GET ") && buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            let _ = c.write_all(b"HTTP/1.0 200 OK\r\n\r\n").await;
+                            let _ = c.write_all(&buf).await;
+                            return;
+                        }
+                    }
                 });
             }
         });
         let cfg = EgressConfig {
             ports: vec![up.port()],
-            hosts: HashMap::from([("allowed.test".to_string(), up.ip())]),
+            hosts: HashMap::from([
+                ("allowed.test".to_string(), up.ip()),
+                ("other.test".to_string(), up.ip()),
+            ]),
             private_allow: vec![up],
             ..Default::default()
         };
-        let proxy = Arc::new(Proxy::new(cfg));
+        (Arc::new(Proxy::new(cfg)), up.port())
+    }
+
+    /// A grant for `allowed.test` under `token`, served on its own loopback listener.
+    async fn listen(proxy: &Arc<Proxy>, token: &str) -> (Arc<Grant>, SocketAddr) {
+        let rules = vec![DomainRule::parse("allowed.test").unwrap()];
+        let grant = proxy.grant(token, &format!("run-{token}"), rules);
+        grant.relay.set(Some(IpAddr::from([127, 0, 0, 1]))).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve(listener, proxy.clone(), CancellationToken::new()));
-        (proxy, addr, up.port())
+        tokio::spawn(serve(
+            listener,
+            proxy.clone(),
+            grant.clone(),
+            CancellationToken::new(),
+        ));
+        (grant, addr)
+    }
+
+    fn auth(token: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(format!("ae:{token}"))
+    }
+
+    /// Sends `head` and returns the connection and the whole first read.
+    async fn send(proxy: SocketAddr, head: &str) -> (TcpStream, String) {
+        let mut c = TcpStream::connect(proxy).await.unwrap();
+        c.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+            .await
+            .expect("the proxy answered")
+            .unwrap_or(0);
+        (c, String::from_utf8_lossy(&buf[..n]).to_string())
+    }
+
+    fn status(answer: &str) -> String {
+        answer.split(' ').nth(1).unwrap_or("").to_string()
     }
 
     async fn connect_through(proxy: SocketAddr, port: u16, token: &str) -> (TcpStream, String) {
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("ae:{token}"));
-        let mut c = TcpStream::connect(proxy).await.unwrap();
-        c.write_all(
-            format!(
-                "CONNECT allowed.test:{port} HTTP/1.1\r\nProxy-Authorization: Basic {auth}\r\n\r\n"
-            )
-            .as_bytes(),
+        let (c, answer) = send(
+            proxy,
+            &format!(
+                "CONNECT allowed.test:{port} HTTP/1.1\r\nProxy-Authorization: Basic {}\r\n\r\n",
+                auth(token)
+            ),
         )
-        .await
-        .unwrap();
-        let mut buf = [0u8; 256];
-        let n = c.read(&mut buf).await.unwrap();
-        let status = String::from_utf8_lossy(&buf[..n])
-            .split(' ')
-            .nth(1)
-            .unwrap_or("")
-            .to_string();
-        (c, status)
+        .await;
+        (c, status(&answer))
     }
 
     #[tokio::test]
     async fn one_sandbox_holds_at_most_64_connections_and_closing_one_frees_it() {
-        let (proxy, addr, port) = proxy_with_upstream().await;
-        let rules = vec![DomainRule::parse("allowed.test").unwrap()];
-        let grant = proxy.grant("tok", "run-a", rules.clone());
+        let (proxy, port) = proxy_with_upstream().await;
+        let (grant, addr) = listen(&proxy, "tok").await;
         let mut open = Vec::new();
         let mut statuses = Vec::new();
         for _ in 0..70 {
@@ -466,8 +580,8 @@ mod tests {
         assert_eq!(grant.denied.load(Ordering::Relaxed), 6);
 
         // Another sandbox is not affected.
-        proxy.grant("other", "run-b", rules);
-        assert_eq!(connect_through(addr, port, "other").await.1, "200");
+        let (_, other) = listen(&proxy, "other").await;
+        assert_eq!(connect_through(other, port, "other").await.1, "200");
 
         // Closing a tunnel gives its slot back.
         drop(open.remove(0));
@@ -487,16 +601,116 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn revoking_a_grant_closes_its_tunnels_and_refuses_new_ones() {
-        let (proxy, addr, port) = proxy_with_upstream().await;
-        let grant = proxy.grant(
-            "tok",
-            "run-a",
-            vec![DomainRule::parse("allowed.test").unwrap()],
-        );
+    async fn idle_unauthenticated_connections_starve_only_their_own_sandbox() {
+        let (mut proxy, port) = proxy_with_upstream().await;
+        // A worker-wide limit far below one sandbox's flood: idle connections must not take it.
+        Arc::get_mut(&mut proxy).unwrap().connections = Arc::new(Semaphore::new(2));
+        let (flooder, flood_addr) = listen(&proxy, "flood").await;
+        let (_, addr) = listen(&proxy, "good").await;
+        let mut idle = Vec::new();
+        for _ in 0..200 {
+            idle.push(TcpStream::connect(flood_addr).await.unwrap());
+        }
+        // Past its cap the flooder is refused at once, without a request (politely once the
+        // answers to the flood itself are done).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let mut c = TcpStream::connect(flood_addr).await.unwrap();
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+            .await
+            .expect("refused at once")
+            .unwrap_or(0);
+        assert_eq!(status(&String::from_utf8_lossy(&buf[..n])), "429");
+        assert!(flooder.denied.load(Ordering::Relaxed) >= 136);
+
+        let started = std::time::Instant::now();
+        let (_t1, s1) = connect_through(addr, port, "good").await;
+        let (_t2, s2) = connect_through(addr, port, "good").await;
+        assert_eq!((s1.as_str(), s2.as_str()), ("200", "200"));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // The two shared slots are taken now: a third authenticated tunnel waits its turn (503).
+        assert_eq!(connect_through(addr, port, "good").await.1, "503");
+        drop(idle);
+    }
+
+    #[tokio::test]
+    async fn only_the_relay_may_use_a_grants_listener() {
+        let (proxy, port) = proxy_with_upstream().await;
+        let (grant, addr) = listen(&proxy, "tok").await;
+        // Another address (a container that is not the relay) holding idle connections takes
+        // none of the sandbox's slots, and even its valid token gets it nowhere.
+        let mut strangers = Vec::new();
+        for _ in 0..100 {
+            let s = tokio::net::TcpSocket::new_v4().unwrap();
+            s.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+            strangers.push(s.connect(addr).await.unwrap());
+        }
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(5), strangers[0].read(&mut buf))
+            .await
+            .expect("closed at once")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+        for _ in 0..64 {
+            let (c, status) = connect_through(addr, port, "tok").await;
+            assert_eq!(status, "200");
+            strangers.push(c);
+        }
+        assert_eq!(grant.denied.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_token_counts_only_on_its_own_grants_listener() {
+        let (proxy, port) = proxy_with_upstream().await;
+        let (a, addr_a) = listen(&proxy, "tok-a").await;
+        let (_, addr_b) = listen(&proxy, "tok-b").await;
+        assert_eq!(connect_through(addr_a, port, "tok-b").await.1, "407");
+        assert_eq!(connect_through(addr_b, port, "tok-a").await.1, "407");
+        assert_eq!(connect_through(addr_a, port, "tok-a").await.1, "200");
+        // Unauthenticated requests are not the sandbox's denials.
+        assert_eq!(a.denied.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_plain_http_host_header_must_name_the_target() {
+        let (proxy, port) = proxy_with_upstream().await;
+        let (grant, addr) = listen(&proxy, "tok").await;
+        let get = |target: &str, host: Option<&str>| {
+            let host = host.map(|h| format!("Host: {h}\r\n")).unwrap_or_default();
+            format!(
+                "GET http://{target}/x HTTP/1.1\r\n{host}Proxy-Authorization: Basic {}\r\n\r\n",
+                auth("tok")
+            )
+        };
+        let t = format!("allowed.test:{port}");
+        // Another name (even one the upstream serves), another port, or two Host headers.
+        for (host, want) in [
+            (format!("other.test:{port}"), "403"),
+            ("allowed.test".to_string(), "403"),
+            (format!("allowed.test:{}", port.wrapping_add(1)), "403"),
+            (format!("allowed.test:{port}\r\nHost: other.test"), "400"),
+        ] {
+            let (_, answer) = send(addr, &get(&t, Some(&host))).await;
+            assert_eq!(status(&answer), want, "{host}: {answer}");
+            assert!(!answer.contains("GET /x"), "{answer}");
+        }
+        assert_eq!(grant.denied.load(Ordering::Relaxed), 4);
+        // Case and a trailing dot do not matter.
+        let (_, answer) = send(addr, &get(&t, Some(&format!("ALLOWED.test.:{port}")))).await;
+        assert_eq!(status(&answer), "200", "{answer}");
+        assert!(answer.contains("GET /x HTTP/1.1\r\n"), "{answer}");
+        assert!(!answer.contains("Proxy-Authorization"), "{answer}");
+        // Without a Host header the proxy adds the target's.
+        let (_, answer) = send(addr, &get(&t, None)).await;
+        assert!(answer.contains(&format!("Host: {t}\r\n")), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn revoking_a_grant_closes_its_tunnels_and_its_listener() {
+        let (proxy, port) = proxy_with_upstream().await;
+        let (grant, addr) = listen(&proxy, "tok").await;
         let (mut tunnel, status) = connect_through(addr, port, "tok").await;
         assert_eq!(status, "200");
-        proxy.grants.lock().unwrap().remove("tok");
         grant.closed.cancel();
         let mut buf = [0u8; 16];
         let n = tokio::time::timeout(Duration::from_secs(5), tunnel.read(&mut buf))
@@ -504,7 +718,8 @@ mod tests {
             .expect("the tunnel was not closed")
             .unwrap_or(0);
         assert_eq!(n, 0);
-        assert_eq!(connect_through(addr, port, "tok").await.1, "407");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(TcpStream::connect(addr).await.is_err(), "still listening");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use ae_tests::harness::{
     ExtraWorker, RunOpts, harness, run_activity, start_worker, wait_for_no_networks,
+    wait_for_no_sandboxes, wait_for_sandbox,
 };
 use serde_json::{Value, json};
 use std::io::{Read, Write};
@@ -244,6 +245,141 @@ async fn sandbox_networks_are_removed_after_use() {
     assert_eq!(r["exitCode"], 0);
     let left = wait_for_no_networks("ae.run-id", &run, Duration::from_secs(15)).await;
     assert!(left.is_empty(), "networks left behind: {left:?}");
+    let left = wait_for_no_sandboxes("ae.relay-run-id", &run, Duration::from_secs(15)).await;
+    assert!(left.is_empty(), "relays left behind: {left:?}");
+}
+
+#[tokio::test]
+async fn one_sandbox_flooding_idle_connections_does_not_slow_another_sandboxs_download() {
+    let f = fixture();
+    let port = f.port;
+    // 200 idle connections at once (stdin a FIFO nobody writes), then 30 more a second, for
+    // 20 s: the proxy holds 64 for up to 5 s each and refuses the rest at once (how many get
+    // that far depends on how fast the sandbox's own relay accepts them; the sandbox soon
+    // runs into its own process limit). Each burst is its own subshell, so running into the
+    // limit only cuts that burst short; the main shell forks nothing while the flood runs
+    // (`read -t` is a builtin).
+    let flood = r#"
+PROXY=${HTTP_PROXY##*@}; H=${PROXY%:*}; P=${PROXY#*:}
+mkfifo /tmp/idle; exec 3<>/tmp/idle
+burst() { ( for i in $(seq $1); do nc $H $P <&3 >>/tmp/answers 2>/dev/null & done; echo $1 >>/tmp/launched ) 2>/dev/null; }
+(
+  burst 200
+  for round in $(seq 20); do burst 30; echo $round >>/tmp/rounds; read -t 1 x <&3; done
+) 2>/dev/null &
+read -t 21 x <&3
+echo "rounds=$(wc -l </tmp/rounds) launched=$(awk '{s+=$1} END {print s}' /tmp/launched)"
+kill $(pidof nc) 2>/dev/null
+exit 0
+"#;
+    let flooder = run_id("egress-flood");
+    let flooding = execute(json!({
+        "runId": flooder,
+        "command": flood,
+        "allowedDomains": ["allowed.test"],
+        "timeout": 90000
+    }));
+    let download = async {
+        wait_for_sandbox("ae.run-id", &flooder, Duration::from_secs(60))
+            .await
+            .expect("the flooding sandbox started");
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let started = std::time::Instant::now();
+        let command = format!(
+            r#"start=$(date +%s)
+for i in 1 2 3 4 5; do wget -q -O- http://allowed.test:{port}/beside-flood-$i || echo failed; done
+echo "seconds=$(( $(date +%s) - start ))""#
+        );
+        let r = execute(json!({
+            "runId": run_id("egress-beside-flood"),
+            "command": command,
+            "allowedDomains": ["allowed.test"],
+            "timeout": 30000
+        }))
+        .await;
+        (r, started.elapsed())
+    };
+    let (flooded, (r, took)) = tokio::join!(flooding, download);
+    let hello = format!("hello from allowed.test:{port}\n");
+    let stdout = r["stdout"].as_str().unwrap();
+    assert_eq!(stdout.matches(&hello).count(), 5, "{r}");
+    let seconds: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("seconds="))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{r}"));
+    assert!(
+        seconds <= 2,
+        "five downloads took {seconds} s beside the flood: {r}"
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "the execution took {took:?}"
+    );
+    assert_eq!(r["egressDenied"], 0, "{r}");
+    // The flood was real, ran while the download did, and was refused past its cap.
+    assert_eq!(flooded["exitCode"], 0, "{flooded}");
+    let stdout = flooded["stdout"].as_str().unwrap_or("");
+    let field = |name: &str| -> u64 {
+        stdout
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(field("rounds=") >= 15, "the flood stopped early: {flooded}");
+    assert!(
+        field("launched=") >= 200,
+        "the flood opened too few connections: {flooded}"
+    );
+    eprintln!(
+        "flood: {stdout} egressDenied={} (connections refused past 64)",
+        flooded["egressDenied"]
+    );
+}
+
+#[tokio::test]
+async fn a_plain_http_request_whose_host_is_not_its_target_is_refused() {
+    let f = fixture();
+    let port = f.port;
+    let marker = format!("host-{}", uuid::Uuid::new_v4().simple());
+    let command = format!(
+        r#"{PROXY_VARS}
+send() {{ printf "GET http://allowed.test:{port}/$1 HTTP/1.1\r\n$2Proxy-Authorization: Basic %s\r\n\r\n" "$AUTH" | nc -w 5 ${{PROXY%:*}} ${{PROXY#*:}} | tr -d '\r'; echo; }}
+send {marker} 'Host: denied.test:{port}\r\n' | head -n 1
+send {marker}-other-port 'Host: allowed.test\r\n' | head -n 1
+send case 'Host: ALLOWED.test:{port}\r\n' | grep hello
+send none '' | grep hello
+exit 0
+"#
+    );
+    let r = execute(json!({
+        "runId": run_id("egress-host"),
+        "command": command,
+        "allowedDomains": ["allowed.test", "denied.test"],
+        "timeout": 30000
+    }))
+    .await;
+    assert_eq!(
+        r["stdout"],
+        format!(
+            "HTTP/1.1 403 Forbidden\nHTTP/1.1 403 Forbidden\nhello from ALLOWED.test:{port}\nhello from allowed.test:{port}\n"
+        ),
+        "{r}"
+    );
+    assert_eq!(r["egressDenied"], 2, "{r}");
+    let seen = f.seen.lock().unwrap().clone();
+    assert!(
+        !seen.iter().any(|l| l.contains(&marker)),
+        "a refused request reached the server: {seen:?}"
+    );
+    let log = std::fs::read_to_string(
+        harness()
+            .log_dir
+            .join(format!("worker-{}.log", f.worker.task_queue)),
+    )
+    .unwrap();
+    assert!(log.contains("is not the target"), "no denial logged");
 }
 
 /// This machine's IPv4 addresses other than loopback.
