@@ -31,9 +31,9 @@ impl Engine {
         raw: RawValue,
     ) -> Result<BatchResult, ActivityError> {
         let (input, redactor) = self.begin(&raw, |i: &SafeExecuteBatchInput| &i.env)?;
-        self.execute_batch(ctx, &input, &redactor)
-            .await
-            .map_err(|stop| stop.into_activity_error(&redactor))
+        let result = self.execute_batch(ctx, &input, &redactor).await;
+        crate::metrics::observe("safeExecuteBatch", "sandbox", &result);
+        result.map_err(|stop| stop.into_activity_error(&redactor))
     }
 
     async fn execute_batch(

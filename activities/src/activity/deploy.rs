@@ -30,9 +30,9 @@ impl Engine {
         raw: RawValue,
     ) -> Result<DeploymentResult, ActivityError> {
         let (input, redactor) = self.begin(&raw, |i: &DeployWithApprovalInput| &i.env)?;
-        self.deploy(ctx, &input, &redactor)
-            .await
-            .map_err(|stop| stop.into_activity_error(&redactor))
+        let result = self.deploy(ctx, &input, &redactor).await;
+        crate::metrics::observe("deployWithApproval", "production", &result);
+        result.map_err(|stop| stop.into_activity_error(&redactor))
     }
 
     async fn deploy(

@@ -22,9 +22,9 @@ impl Engine {
         raw: RawValue,
     ) -> Result<ExecutionResult, ActivityError> {
         let (input, redactor) = self.begin(&raw, |i: &SafeExecuteCodeInput| &i.env)?;
-        self.execute_code(ctx, &input, &redactor)
-            .await
-            .map_err(|stop| stop.into_activity_error(&redactor))
+        let result = self.execute_code(ctx, &input, &redactor).await;
+        crate::metrics::observe("safeExecuteCode", "sandbox", &result);
+        result.map_err(|stop| stop.into_activity_error(&redactor))
     }
 
     async fn execute_code(

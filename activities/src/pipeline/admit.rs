@@ -57,6 +57,7 @@ impl Engine {
     /// PolicyViolation or ApprovalRequired, naming the rule.
     fn check_policy(&self, command: &str, redactor: &Redactor) -> Result<(), Failure> {
         let decision = self.policy.check_command(command);
+        crate::metrics::policy_check(&decision);
         let details = serde_json::to_value(&decision).unwrap_or_default();
         if !decision.allowed {
             tracing::warn!(rule = ?decision.rule, command = %redactor.redact_str(command), "policy refused command");

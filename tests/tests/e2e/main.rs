@@ -12,5 +12,6 @@ mod deploy;
 mod egress;
 mod execute;
 mod fail_closed;
+mod ops;
 mod pool;
 mod python_interop;
