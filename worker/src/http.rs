@@ -221,17 +221,15 @@ struct EmergencyBody {
 }
 
 /// The optional JSON body: empty is `{}`.
-fn parse_body(body: &Bytes) -> Result<EmergencyBody, Response> {
+fn parse_body(body: &Bytes) -> Result<EmergencyBody, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(EmergencyBody::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
-        (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": format!("bad body: {e}")})),
-        )
-            .into_response()
-    })
+    serde_json::from_slice(body).map_err(|e| format!("bad body: {e}"))
+}
+
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({"error": message}))).into_response()
 }
 
 fn switch(s: &HttpState) -> KillSwitch {
@@ -249,7 +247,7 @@ fn redis_error(e: redis::RedisError) -> Response {
 async fn emergency_stop(State(s): State<HttpState>, body: Bytes) -> Response {
     let body = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(m) => return bad_request(m),
     };
     let reason = body
         .reason
@@ -265,7 +263,7 @@ async fn emergency_stop(State(s): State<HttpState>, body: Bytes) -> Response {
 async fn emergency_resume(State(s): State<HttpState>, body: Bytes) -> Response {
     let body = match parse_body(&body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(m) => return bad_request(m),
     };
     let run = body.run_id.as_deref().filter(|r| !r.is_empty());
     tracing::warn!(target: "ae_audit", action = "emergency-resume", run_id = run.unwrap_or("*"), "kill switch released over HTTP");
