@@ -78,7 +78,7 @@ pub async fn approve(args: ApproveArgs) -> anyhow::Result<()> {
     let key = SigningKey::from_bytes(&bytes);
 
     let identity = format!("ae-worker-approve:{}", args.approver);
-    let client = connect(&args.connection, &identity).await?;
+    let client = connect(&args.connection, &identity, None).await?;
     // The typed markers send the wire names (`pendingApproval`, `approveDeployment`), so this
     // works for the same workflow written in any SDK.
     let handle = client.get_workflow_handle::<BuildAndDeployWorkflow>(&args.workflow_id);

@@ -28,9 +28,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use temporalio_common::telemetry::metrics::CoreMeter;
+use temporalio_common::telemetry::metrics::{
+    CoreMeter, Counter, Gauge, GaugeF64, Histogram, HistogramDuration, HistogramF64,
+    MetricAttributes, MetricKeyValue, MetricParameters, NewAttributes, TemporalMeter,
+    UpDownCounter,
+};
 use temporalio_common::telemetry::{
-    HistogramBucketOverrides, PrometheusExporterOptions, start_prometheus_metric_exporter,
+    HistogramBucketOverrides, PrometheusExporterOptions, TaskQueueLabelStrategy,
+    start_prometheus_metric_exporter,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -56,6 +61,67 @@ pub fn start_core_exporter() -> anyhow::Result<(Arc<dyn CoreMeter>, SocketAddr)>
     let started = start_prometheus_metric_exporter(opts)
         .context("cannot start the Temporal SDK's metrics exporter")?;
     Ok((started.meter, started.bound_addr))
+}
+
+/// The meter the Temporal client records its `temporal_request*` metrics with: the exporter's,
+/// with the prefix and `service_name` label the SDK's runtime gives its own (the SDK builds that
+/// meter only inside its runtime, which exists after the client connects).
+pub fn client_meter(meter: Arc<dyn CoreMeter>) -> TemporalMeter {
+    TemporalMeter::new(
+        Arc::new(Prefixed(meter)),
+        NewAttributes::new(vec![MetricKeyValue::new(
+            "service_name",
+            "temporal-core-sdk",
+        )]),
+        TaskQueueLabelStrategy::UseNormal,
+    )
+}
+
+/// Prefixes metric names with `temporal_`, like the SDK's runtime does.
+#[derive(Debug)]
+struct Prefixed(Arc<dyn CoreMeter>);
+
+impl Prefixed {
+    fn named(p: MetricParameters) -> MetricParameters {
+        MetricParameters {
+            name: format!("temporal_{}", p.name).into(),
+            ..p
+        }
+    }
+}
+
+impl CoreMeter for Prefixed {
+    fn new_attributes(&self, attribs: NewAttributes) -> MetricAttributes {
+        self.0.new_attributes(attribs)
+    }
+    fn extend_attributes(
+        &self,
+        existing: MetricAttributes,
+        attribs: NewAttributes,
+    ) -> MetricAttributes {
+        self.0.extend_attributes(existing, attribs)
+    }
+    fn counter(&self, p: MetricParameters) -> Counter {
+        self.0.counter(Self::named(p))
+    }
+    fn histogram(&self, p: MetricParameters) -> Histogram {
+        self.0.histogram(Self::named(p))
+    }
+    fn histogram_f64(&self, p: MetricParameters) -> HistogramF64 {
+        self.0.histogram_f64(Self::named(p))
+    }
+    fn histogram_duration(&self, p: MetricParameters) -> HistogramDuration {
+        self.0.histogram_duration(Self::named(p))
+    }
+    fn gauge(&self, p: MetricParameters) -> Gauge {
+        self.0.gauge(Self::named(p))
+    }
+    fn gauge_f64(&self, p: MetricParameters) -> GaugeF64 {
+        self.0.gauge_f64(Self::named(p))
+    }
+    fn up_down_counter(&self, p: MetricParameters) -> UpDownCounter {
+        self.0.up_down_counter(Self::named(p))
+    }
 }
 
 /// What the endpoint reads.

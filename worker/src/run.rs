@@ -101,9 +101,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let background = Shutdown::new();
     let engine = Arc::new(Engine::new(config, background.token())?);
 
-    let client = connect(&args, &identity).await?;
     // The SDK's `temporal_*` metrics, served through our /metrics (see `http`).
     let (meter, core_metrics) = http::start_core_exporter()?;
+    let client = connect(&args, &identity, Some(http::client_meter(meter.clone()))).await?;
     let telemetry = TelemetryOptions::builder().metrics(meter).build();
     let runtime_options = RuntimeOptions::builder()
         .telemetry_options(telemetry)
@@ -247,12 +247,18 @@ pub fn temporal_profile(args: &RunArgs) -> anyhow::Result<TemporalProfile> {
 }
 
 /// Connects to Temporal, retrying for `args.connect_timeout_secs`.
-pub async fn connect(args: &RunArgs, identity: &str) -> anyhow::Result<Client> {
+/// `meter` records the client's `temporal_request*` metrics.
+pub async fn connect(
+    args: &RunArgs,
+    identity: &str,
+    meter: Option<temporalio_common::telemetry::metrics::TemporalMeter>,
+) -> anyhow::Result<Client> {
     let TemporalProfile {
         mut connection,
         namespace,
     } = temporal_profile(args)?;
     connection.identity = identity.to_string();
+    connection.metrics_meter = meter;
     let target = connection.target.clone();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.connect_timeout_secs);
     loop {

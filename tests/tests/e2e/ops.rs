@@ -121,6 +121,7 @@ async fn metrics_move_after_executions_and_include_temporal_metrics() {
     for name in [
         "temporal_activity_execution_latency",
         "temporal_num_pollers",
+        "temporal_request",
     ] {
         assert!(
             after.lines().any(|l| l.starts_with(name)),
