@@ -26,6 +26,8 @@ pub mod label {
     pub const MANAGED: &str = "ae.managed";
     /// The worker process that created it.
     pub const OWNER: &str = "ae.owner";
+    /// The fleet of that worker (see [`super::fleet_id`]): a reaper only touches its own.
+    pub const FLEET: &str = "ae.fleet";
     /// The image a sandbox runs.
     pub const IMAGE: &str = "ae.image";
     /// The profile a sandbox was made with (`sandbox`, `production`).
@@ -121,12 +123,47 @@ impl Origin {
     }
 }
 
-/// The labels every managed object carries: managed, its owner, and (when it has a lifetime)
-/// when it expires.
+/// The fleet this process belongs to, set once at start-up ([`set_fleet`]).
+static FLEET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The fleet id when `AE_FLEET` is not set: the workers sharing a Temporal namespace, a task
+/// queue and a Redis (where liveness is read) are one fleet. A digest, so a password in the
+/// Redis URL never reaches a label.
+pub fn fleet_id(namespace: &str, task_queue: &str, redis_url: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{namespace}\n{task_queue}\n{redis_url}"));
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Sets this process's fleet (first call wins); objects it creates are labelled with it and its
+/// reaper looks at nothing else.
+pub fn set_fleet(fleet: &str) {
+    let _ = FLEET.set(fleet.to_string());
+}
+
+/// This process's fleet (`default` until set).
+pub fn fleet() -> &'static str {
+    FLEET.get().map(String::as_str).unwrap_or("default")
+}
+
+/// Docker's label filter for this fleet's managed objects (label filters are ANDed).
+pub fn fleet_filter() -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("{}=true", label::MANAGED),
+            format!("{}={}", label::FLEET, fleet()),
+        ],
+    )])
+}
+
+/// The labels every managed object carries: managed, its owner and fleet, and (when it has a
+/// lifetime) when it expires.
 pub fn managed(owner: &str, lifetime: Option<Duration>) -> HashMap<String, String> {
     let mut labels = HashMap::from([
         (label::MANAGED.to_string(), "true".to_string()),
         (label::OWNER.to_string(), owner.to_string()),
+        (label::FLEET.to_string(), fleet().to_string()),
     ]);
     if let Some(lifetime) = lifetime {
         let expires = now_secs() + lifetime.as_secs().max(1);

@@ -21,7 +21,8 @@
 //! ```
 //!
 //! Beside them: [`config`] (every setting, resolved once), [`error`] (typed failures),
-//! [`shutdown`] (the token and tasks that stop the worker's background work).
+//! [`shutdown`] (the token and tasks that stop the worker's background work), [`metrics`] (the
+//! Prometheus counters the activities and `admit` record; the binary's /metrics renders them).
 //! [`SafeActivities`] is what a Temporal worker registers.
 
 pub mod activity;
@@ -34,6 +35,7 @@ pub mod docker;
 pub mod egress;
 pub mod error;
 pub mod guard;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod redact;

@@ -34,8 +34,20 @@ pub struct Harness {
     pub log_dir: PathBuf,
     /// The worker's audit log (JSON lines).
     pub audit_file: PathBuf,
+    /// The shared worker's HTTP endpoint, `http://127.0.0.1:<port>` (each worker its own port).
+    pub http_url: String,
     /// Write ends of the watchdog pipes: closing them (at exit) kills the children.
     _lifelines: Mutex<Vec<(Child, ChildStdin)>>,
+}
+
+/// `AE_ADMIN_TOKEN` of the workers the harness starts (the emergency routes need one).
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// The fleet of every worker the harness starts (they share its Redis, whatever their task
+/// queue), so their reapers clean up after each other and never after another fleet on this
+/// Docker engine (a developer's worker, another test run).
+pub fn fleet() -> String {
+    format!("e2e-{}", std::process::id())
 }
 
 static HARNESS: OnceLock<Harness> = OnceLock::new();
@@ -101,9 +113,13 @@ impl Harness {
             "ae-test-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
+        let http_port = free_port()?;
         lifelines.push(spawn(
             Command::new(&worker)
                 .arg("run")
+                .env("AE_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
+                .env("AE_ADMIN_TOKEN", ADMIN_TOKEN)
+                .env("AE_FLEET", fleet())
                 .env("TEMPORAL_ADDRESS", &temporal_address)
                 .env("REDIS_URL", &redis_url)
                 .env("AE_WORKER_IDENTITY", &worker_identity)
@@ -127,6 +143,7 @@ impl Harness {
             worker_identity,
             log_dir,
             audit_file,
+            http_url: format!("http://127.0.0.1:{http_port}"),
             _lifelines: Mutex::new(lifelines),
         })
     }
@@ -199,6 +216,8 @@ pub struct ExtraWorker {
     pub task_queue: String,
     /// Its identity (sandbox owner label).
     pub identity: String,
+    /// Its HTTP endpoint, `http://127.0.0.1:<port>`.
+    pub http_url: String,
     lifeline: Option<(Child, ChildStdin)>,
 }
 
@@ -214,18 +233,37 @@ impl Drop for ExtraWorker {
 /// Starts another real worker with `env` overrides (e.g. an unreachable Docker or Redis) on a
 /// fresh task queue, so a test can see how the product behaves when its dependencies fail.
 pub fn start_worker(env: &[(&str, &str)]) -> ExtraWorker {
-    start_worker_on(None, env)
+    start_worker_with(None, env, &[])
 }
 
 /// Like [`start_worker`], on `task_queue` when given (several workers of one fleet), else on
 /// a fresh queue.
 pub fn start_worker_on(task_queue: Option<&str>, env: &[(&str, &str)]) -> ExtraWorker {
+    start_worker_with(task_queue, env, &[])
+}
+
+/// [`start_worker`], with the variables in `unset` removed from its environment (e.g.
+/// `TEMPORAL_ADDRESS`, for a worker configured by a Temporal TOML profile only).
+pub fn start_worker_without(env: &[(&str, &str)], unset: &[&str]) -> ExtraWorker {
+    start_worker_with(None, env, unset)
+}
+
+/// The extra worker: on `task_queue` (else a fresh one), with `env` set and `unset` removed.
+fn start_worker_with(
+    task_queue: Option<&str>,
+    env: &[(&str, &str)],
+    unset: &[&str],
+) -> ExtraWorker {
     let h = harness();
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let task_queue = task_queue.map_or_else(|| format!("extra-{suffix}"), str::to_string);
     let identity = format!("ae-test-extra-{suffix}");
+    let http_port = free_port().expect("free port");
     let mut cmd = Command::new(bin_dir().unwrap().join("ae-worker"));
     cmd.arg("run")
+        .env("AE_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
+        .env("AE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("AE_FLEET", fleet())
         .env("TEMPORAL_ADDRESS", &h.temporal_address)
         .env("REDIS_URL", &h.redis_url)
         .env("AE_TASK_QUEUE", &task_queue)
@@ -234,11 +272,15 @@ pub fn start_worker_on(task_queue: Option<&str>, env: &[(&str, &str)]) -> ExtraW
     for (k, v) in env {
         cmd.env(k, v);
     }
+    for k in unset {
+        cmd.env_remove(k);
+    }
     let lifeline = spawn(&mut cmd, &h.log_dir.join(format!("worker-{identity}.log")))
         .expect("start extra worker");
     ExtraWorker {
         task_queue,
         identity,
+        http_url: format!("http://127.0.0.1:{http_port}"),
         lifeline: Some(lifeline),
     }
 }
@@ -478,6 +520,11 @@ fn spawn(cmd: &mut Command, log: &Path) -> anyhow::Result<(Child, ChildStdin)> {
         .get_envs()
         .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())))
         .collect();
+    let removed: Vec<_> = cmd
+        .get_envs()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| k.to_owned())
+        .collect();
     let out = std::fs::File::create(log)?;
     let script = r#""$@" <&- & child=$!
 read _ignored
@@ -487,7 +534,11 @@ for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
   sleep 0.5
 done
 kill -KILL "$child" 2>/dev/null"#;
-    let mut child = Command::new("sh")
+    let mut sh = Command::new("sh");
+    for k in &removed {
+        sh.env_remove(k);
+    }
+    let mut child = sh
         .arg("-c")
         .arg(script)
         .arg("watchdog")
@@ -517,4 +568,58 @@ fn wait_for_port(port: u16, within: Duration, what: &str) -> anyhow::Result<()> 
         std::thread::sleep(Duration::from_millis(100));
     }
     anyhow::bail!("{what} did not listen on port {port} within {within:?}")
+}
+
+/// One HTTP/1.1 request (`Connection: close`) to a worker's endpoint, e.g.
+/// `http(&h.http_url, "POST", "/api/emergency/stop", Some("Bearer x"), "{}")`; returns the
+/// status code and the body. Enough for the endpoint's fixed-length answers.
+pub async fn http(
+    base: &str,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(host)
+        .await
+        .unwrap_or_else(|e| panic!("connect {host}: {e}"));
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{auth}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad HTTP answer: {head}"));
+    (status, body.to_string())
+}
+
+/// Waits until `GET <base><path>` answers `status` (a worker's endpoint starting up).
+pub async fn wait_for_http(base: &str, path: &str, status: u16, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let host = base.trim_start_matches("http://");
+        if tokio::net::TcpStream::connect(host).await.is_ok() {
+            let (s, body) = http(base, "GET", path, None, "").await;
+            if s == status {
+                return body;
+            }
+            last = format!("{s} {body}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{base}{path} did not answer {status} within {within:?}; last: {last}");
 }

@@ -97,8 +97,8 @@ pub async fn approve(args: ApproveArgs) -> anyhow::Result<()> {
     let key = SigningKey::from_bytes(&bytes);
 
     let identity = format!("ae-worker-approve:{}", args.approver);
-    let client = connect(&args.connection, &identity).await?;
-    let namespace = args.connection.namespace.clone();
+    let client = connect(&args.connection, &identity, None).await?;
+    let namespace = crate::run::temporal_profile(&args.connection)?.namespace;
     // Pin the current run: the signature names it, and the signal goes to exactly it.
     let run_id = client
         .get_workflow_handle::<BuildAndDeployWorkflow>(&args.workflow_id)

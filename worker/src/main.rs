@@ -5,6 +5,7 @@
 //! README for every variable.
 
 mod approve;
+mod http;
 mod image;
 mod killswitch;
 mod logging;

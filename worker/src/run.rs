@@ -8,26 +8,35 @@
 //! loop, egress proxy; see `ae_activities::shutdown`) and wait for them, then remove every
 //! sandbox and network this worker created, so nothing is refilled after the cleanup.
 
+use crate::http;
 use ae_activities::config::Settings;
 use ae_activities::control::{self, ControlTimings};
 use ae_activities::shutdown::{self, Shutdown};
 use ae_activities::{Engine, SafeActivities};
 use ae_workflows_spec::workflow::BuildAndDeployWorkflow;
 use anyhow::Context;
-use std::{str::FromStr, sync::Arc, time::Duration};
-use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::{sync::Arc, time::Duration};
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions};
+use temporalio_common::envconfig::{LoadClientConfigProfileOptions, load_client_config_profile};
+use temporalio_common::telemetry::TelemetryOptions;
+use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 /// Options of `ae-worker run`; each can also come from the environment.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Temporal frontend, host:port.
-    #[arg(long, env = "TEMPORAL_ADDRESS", default_value = "127.0.0.1:7233")]
-    pub temporal_address: String,
-    /// Temporal namespace.
-    #[arg(long, env = "TEMPORAL_NAMESPACE", default_value = "default")]
-    pub namespace: String,
+    /// Temporal frontend, host:port; overrides the connection configuration. The connection
+    /// otherwise follows Temporal's conventions: TEMPORAL_ADDRESS (default 127.0.0.1:7233),
+    /// TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS*, TEMPORAL_GRPC_META_*, and the
+    /// profile TEMPORAL_PROFILE of the TOML file TEMPORAL_CONFIG_FILE (default
+    /// ~/.config/temporalio/temporal.toml); variables override the file.
+    #[arg(long)]
+    pub temporal_address: Option<String>,
+    /// Temporal namespace; overrides TEMPORAL_NAMESPACE and the profile (default `default`).
+    #[arg(long)]
+    pub namespace: Option<String>,
     /// Task queue to poll.
     #[arg(long, env = "AE_TASK_QUEUE", default_value = ae_workflows_spec::TASK_QUEUE)]
     pub task_queue: String,
@@ -46,6 +55,17 @@ pub struct RunArgs {
     /// Seconds a worker counts as alive after its last liveness refresh.
     #[arg(long, env = "AE_WORKER_TTL_SECS", default_value_t = 20)]
     pub worker_ttl_secs: u64,
+    /// Fleet id put on every sandbox and network; the reaper only touches its own fleet's.
+    /// Default: a digest of the Temporal namespace, the task queue and REDIS_URL.
+    #[arg(long, env = "AE_FLEET")]
+    pub fleet: Option<String>,
+    /// The HTTP endpoint (/metrics, /healthz, /readyz, /api/emergency/*), host:port; empty
+    /// disables it.
+    #[arg(long, env = "AE_HTTP_ADDR", default_value = "127.0.0.1:9464")]
+    pub http_addr: String,
+    /// Bearer token of the /api/emergency/* routes; unset, those routes are off.
+    #[arg(long, env = "AE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Everything the activities read: budgets, sandbox profiles, egress, approvals.
     #[command(flatten)]
     pub settings: Settings,
@@ -66,13 +86,30 @@ impl RunArgs {
 /// Runs the worker until SIGINT/SIGTERM, then removes this worker's sandboxes.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let temporal = temporal_profile(&args)?;
     let mut config = args.settings.clone().resolve();
     config.worker_id = identity.clone();
+    let fleet = match args.fleet.as_deref().map(str::trim) {
+        Some(f) if !f.is_empty() => f.to_string(),
+        _ => ae_activities::docker::fleet_id(
+            &temporal.namespace,
+            &args.task_queue,
+            &args.settings.redis_url,
+        ),
+    };
+    ae_activities::docker::set_fleet(&fleet);
     let background = Shutdown::new();
     let engine = Arc::new(Engine::new(config, background.token())?);
 
-    let client = connect(&args, &identity).await?;
-    let runtime = Runtime::from_current_tokio(Default::default())
+    // The SDK's `temporal_*` metrics, served through our /metrics (see `http`).
+    let (meter, core_metrics) = http::start_core_exporter()?;
+    let client = connect(&args, &identity, Some(http::client_meter(meter.clone()))).await?;
+    let telemetry = TelemetryOptions::builder().metrics(meter).build();
+    let runtime_options = RuntimeOptions::builder()
+        .telemetry_options(telemetry)
+        .build()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let runtime = Runtime::from_current_tokio(runtime_options)
         .context("cannot start the Temporal runtime")?;
     let options = WorkerOptions::new(&args.task_queue)
         // Hosts the reference workflow too, so the whole flow runs from `temporal workflow start`.
@@ -100,20 +137,37 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     background.spawn("warm pool", async move {
         pool_engine.sandbox().run_pool(pool_stop).await
     });
+    let polling = Arc::new(AtomicBool::new(false));
+    if !args.http_addr.trim().is_empty() {
+        let state = http::HttpState {
+            engine: engine.clone(),
+            core_metrics: Some(core_metrics),
+            polling: polling.clone(),
+            admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
+        };
+        let bound = http::serve(args.http_addr.trim(), state, background.token()).await?;
+        tracing::info!(addr = %bound, "HTTP endpoint listening");
+    }
     let shutdown = worker.shutdown_handle();
+    let polling_flag = polling.clone();
     tokio::spawn(async move {
         shutdown::signal().await;
+        polling_flag.store(false, Ordering::SeqCst);
         tracing::info!("shutting down: finishing in-flight activities");
         shutdown();
     });
     tracing::info!(
         identity = %identity,
         task_queue = %args.task_queue,
-        temporal = %args.temporal_address,
-        namespace = %args.namespace,
+        fleet = %fleet,
+        temporal = %temporal.connection.target,
+        tls = temporal.connection.tls_options.is_some(),
+        namespace = %temporal.namespace,
         "worker polling"
     );
+    polling.store(true, Ordering::SeqCst);
     let result = worker.run().await;
+    polling.store(false, Ordering::SeqCst);
     // In-flight activities are done: stop the pool, the control loop and the egress proxy, and
     // wait for them, so nothing is created after the cleanup below.
     background.stop(Duration::from_secs(10)).await;
@@ -157,22 +211,60 @@ async fn control_loop(
     .await;
 }
 
+/// Where and how to reach Temporal, by Temporal's environment configuration.
+pub struct TemporalProfile {
+    /// Address, TLS (mTLS certificates, server CA and name), API key, gRPC metadata.
+    pub connection: ConnectionOptions,
+    /// The namespace to poll.
+    pub namespace: String,
+}
+
+/// Loads the profile the way every Temporal SDK and the `temporal` CLI do (file, then
+/// `TEMPORAL_*` variables over it), then applies `--temporal-address`/`--namespace`.
+pub fn temporal_profile(args: &RunArgs) -> anyhow::Result<TemporalProfile> {
+    let mut profile = load_client_config_profile(LoadClientConfigProfileOptions::default(), None)
+        .map_err(|e| anyhow::anyhow!("cannot load the Temporal connection configuration (TEMPORAL_* variables, TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE): {e:?}"))?;
+    if let Some(a) = &args.temporal_address {
+        profile.address = Some(a.clone());
+    }
+    // The dev server listens on 127.0.0.1; the SDK's default `localhost` may resolve to ::1.
+    profile
+        .address
+        .get_or_insert_with(|| "127.0.0.1:7233".into());
+    if let Some(ns) = &args.namespace {
+        profile.namespace = Some(ns.clone());
+    }
+    let namespace = profile
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let connection = ConnectionOptions::try_from(profile)
+        .map_err(|e| anyhow::anyhow!("invalid Temporal connection configuration: {e:?}"))?;
+    Ok(TemporalProfile {
+        connection,
+        namespace,
+    })
+}
+
 /// Connects to Temporal, retrying for `args.connect_timeout_secs`.
-pub async fn connect(args: &RunArgs, identity: &str) -> anyhow::Result<Client> {
-    let url = Url::from_str(&format!("http://{}", args.temporal_address)).with_context(|| {
-        format!(
-            "TEMPORAL_ADDRESS {:?} is not host:port",
-            args.temporal_address
-        )
-    })?;
+/// `meter` records the client's `temporal_request*` metrics.
+pub async fn connect(
+    args: &RunArgs,
+    identity: &str,
+    meter: Option<temporalio_common::telemetry::metrics::TemporalMeter>,
+) -> anyhow::Result<Client> {
+    let TemporalProfile {
+        mut connection,
+        namespace,
+    } = temporal_profile(args)?;
+    connection.identity = identity.to_string();
+    connection.metrics_meter = meter;
+    let target = connection.target.clone();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.connect_timeout_secs);
     loop {
-        let opts = ConnectionOptions::new(url.clone())
-            .identity(identity.to_string())
-            .build();
-        match Connection::connect(opts).await {
+        match Connection::connect(connection.clone()).await {
             Ok(conn) => {
-                let client = Client::new(conn, ClientOptions::new(args.namespace.clone()).build())?;
+                let client = Client::new(conn, ClientOptions::new(namespace.clone()).build())?;
                 return Ok(client);
             }
             Err(e) if tokio::time::Instant::now() < deadline => {
@@ -180,9 +272,8 @@ pub async fn connect(args: &RunArgs, identity: &str) -> anyhow::Result<Client> {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(e) => {
-                return Err(anyhow::anyhow!(e)).with_context(|| {
-                    format!("cannot connect to Temporal at {}", args.temporal_address)
-                });
+                return Err(anyhow::anyhow!(e))
+                    .with_context(|| format!("cannot connect to Temporal at {target}"));
             }
         }
     }

@@ -36,6 +36,7 @@ impl Engine {
             .execute_batch(ctx, &input, &redactor, &mut guarded)
             .await;
         self.conclude(guarded, &outcome).await;
+        crate::metrics::observe("safeExecuteBatch", "sandbox", &outcome);
         outcome.map_err(|stop| stop.into_activity_error(&redactor))
     }
 

@@ -33,6 +33,7 @@ impl Engine {
         let mut guarded = Guarded::default();
         let outcome = self.deploy(ctx, &input, &redactor, &mut guarded).await;
         self.conclude(guarded, &outcome).await;
+        crate::metrics::observe("deployWithApproval", "production", &outcome);
         outcome.map_err(|stop| stop.into_activity_error(&redactor))
     }
 

@@ -27,6 +27,7 @@ impl Engine {
             .execute_code(ctx, &input, &redactor, &mut guarded)
             .await;
         self.conclude(guarded, &outcome).await;
+        crate::metrics::observe("safeExecuteCode", "sandbox", &outcome);
         outcome.map_err(|stop| stop.into_activity_error(&redactor))
     }
 

@@ -1,5 +1,6 @@
 //! The reaper: removes managed containers and networks that expired, whose owner's liveness
-//! lapsed (a worker killed with SIGKILL), or that are this worker's own but hold nothing.
+//! lapsed (a worker killed with SIGKILL), or that are this worker's own but hold nothing; only
+//! ever its own fleet's (`docker::fleet`), whose liveness keys are in the same Redis.
 
 use crate::docker::{self, Registry, label};
 use bollard::query_parameters::{ListContainersOptionsBuilder, ListNetworksOptionsBuilder};
@@ -14,10 +15,8 @@ pub async fn reap_once(
     identity: &str,
     starting_up: bool,
 ) -> Result<usize, bollard::errors::Error> {
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![format!("{}=true", label::MANAGED)],
-    )]);
+    // Only this fleet's: another fleet's workers keep their liveness in another Redis.
+    let filters = docker::fleet_filter();
     let list = docker
         .list_containers(Some(
             ListContainersOptionsBuilder::default()
@@ -65,10 +64,8 @@ async fn reap_networks(
     identity: &str,
     now: u64,
 ) -> Result<usize, bollard::errors::Error> {
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![format!("{}=true", label::MANAGED)],
-    )]);
+    // Only this fleet's: another fleet's workers keep their liveness in another Redis.
+    let filters = docker::fleet_filter();
     let nets = docker
         .list_networks(Some(
             ListNetworksOptionsBuilder::default()

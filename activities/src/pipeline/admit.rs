@@ -296,6 +296,7 @@ impl Engine {
         redactor: &Redactor,
     ) -> Result<(), Failure> {
         let decision = self.policy.check(command, context);
+        crate::metrics::policy_check(&decision);
         let details = serde_json::to_value(&decision).unwrap_or_default();
         if !decision.allowed {
             tracing::warn!(rule = ?decision.rule, command = %redactor.redact_str(command), "policy refused command");

@@ -13,5 +13,6 @@ mod egress;
 mod execute;
 mod fail_closed;
 mod guards;
+mod ops;
 mod pool;
 mod python_interop;
