@@ -81,7 +81,9 @@ impl StreamRedactor {
                 let crossing = run
                     .frags
                     .iter()
-                    .filter(|f| f.start < cut && f.end > cut)
+                    // A block still open at the end of what we have (a key without its END
+                    // line yet) may grow: hold it back too.
+                    .filter(|f| f.start < cut && (f.end > cut || f.end == len))
                     .map(|f| f.start)
                     .min();
                 let Some(start) = crossing else { break };
