@@ -76,15 +76,22 @@ impl StreamRedactor {
             memchr::memrchr(b'\n', &self.pending[..limit]).map_or(0, |i| i + 1)
         };
         if !all {
-            // Never cut through a candidate: move the cut to the start of its line.
+            // Never cut through a candidate (all fragments of one candidate go out together):
+            // move the cut to the start of its line.
+            let mut spans: std::collections::HashMap<usize, (usize, usize)> =
+                std::collections::HashMap::new();
+            for f in &run.frags {
+                let e = spans.entry(f.group).or_insert((f.start, f.end));
+                e.0 = e.0.min(f.start);
+                e.1 = e.1.max(f.end);
+            }
             loop {
-                let crossing = run
-                    .frags
-                    .iter()
+                let crossing = spans
+                    .values()
                     // A block still open at the end of what we have (a key without its END
                     // line yet) may grow: hold it back too.
-                    .filter(|f| f.start < cut && (f.end > cut || f.end == len))
-                    .map(|f| f.start)
+                    .filter(|&&(s, e)| s < cut && (e > cut || e == len))
+                    .map(|&(s, _)| s)
                     .min();
                 let Some(start) = crossing else { break };
                 cut = memchr::memrchr(b'\n', &self.pending[..start]).map_or(0, |i| i + 1);
