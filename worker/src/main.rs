@@ -8,6 +8,7 @@ mod approve;
 mod image;
 mod killswitch;
 mod logging;
+mod redact_cmd;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,10 @@ enum Command {
     Keygen(approve::KeygenArgs),
     /// Stop executions: new ones fail with KillSwitchEngaged, running sandboxes are killed.
     KillSwitch(killswitch::KillSwitchArgs),
+    /// Redact stdin to stdout with the worker's rules (and the values of `--env-file`).
+    Redact(redact_cmd::RedactArgs),
+    /// Print secrets found in files as `file:line:type` (never the secret); exit 1 if any.
+    Scan(redact_cmd::ScanArgs),
     /// Manage the sandbox image.
     Image {
         #[command(subcommand)]
@@ -55,6 +60,11 @@ async fn main() -> std::process::ExitCode {
         Command::Approve(args) => approve::approve(args).await,
         Command::Keygen(args) => approve::keygen(args),
         Command::KillSwitch(args) => killswitch::run(args).await,
+        Command::Redact(args) => redact_cmd::redact(args),
+        Command::Scan(args) => match redact_cmd::scan(args) {
+            Ok(true) => return std::process::ExitCode::from(1),
+            other => other.map(|_| ()),
+        },
         Command::Image {
             command: ImageCommand::Build(args),
         } => image::build(args).await,

@@ -60,7 +60,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let mut config = Config::from_env()?;
     config.worker_id = identity.clone();
-    let engine = Arc::new(Engine::new(config)?);
+    let mut engine = Engine::new(config)?;
+    // Custom redaction patterns (`AE_REDACT_PATTERNS_FILE`) apply to every output.
+    engine.redactor = ae_activities::redact::Redactor::configured().map_err(anyhow::Error::msg)?;
+    let engine = Arc::new(engine);
 
     let client = connect(&args, &identity).await?;
     let runtime = Runtime::from_current_tokio(Default::default())

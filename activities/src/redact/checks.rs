@@ -31,8 +31,8 @@ impl Check {
         }
         match self {
             Check::None => true,
-            Check::Token => !placeholder_run(secret),
-            Check::HasDigit => has_digit(secret) && !placeholder_run(secret),
+            Check::Token => !token_placeholder(secret),
+            Check::HasDigit => has_digit(secret) && !token_placeholder(secret),
             Check::Vendor => {
                 has_digit(secret) && has_alpha(secret) && !placeholder(secret) && key_ok(whole)
             }
@@ -73,6 +73,23 @@ fn placeholder_run(s: &[u8]) -> bool {
         }
     }
     false
+}
+
+/// A fixed-format token that is visibly a placeholder (`xoxb-your-token`, `ghp_xxxxxx…`).
+fn token_placeholder(s: &[u8]) -> bool {
+    placeholder_run(s)
+        || [
+            "your",
+            "xxxx",
+            "placeholder",
+            "changeme",
+            "redacted",
+            "dummy",
+            "<",
+            "${",
+        ]
+        .iter()
+        .any(|m| contains_ci(s, m))
 }
 
 const PLACEHOLDER_WORDS: &[&str] = &[
@@ -206,6 +223,8 @@ pub(crate) fn placeholder(s: &[u8]) -> bool {
         "environ",
         "secrets.",
         "vault:",
+        "!vault",
+        "enc[",
         "op://",
         "ssm:",
         "arn:aws:",

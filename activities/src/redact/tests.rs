@@ -445,3 +445,50 @@ fn large_input_is_fast() {
     let elapsed = start.elapsed();
     assert!(elapsed.as_secs() < 5, "took {elapsed:?}");
 }
+
+/// Shapes the corpus does not use: other contexts, quoting and spellings.
+#[test]
+fn generalises_to_other_contexts() {
+    let gh = ["ghp_", "Zx8Qw2Er4Ty6Ui8Op0As2Df4Gh6Jk8Lz0Xc2V"].concat();
+    let secrets = [
+        (format!("export OPENAI_API_KEY=\"sk-proj-{}\"", "aB3dE5fG7hJ9kL1mN2pQ4rS6tU8vW0xY2zA4bC6"), "aB3dE5fG7h"),
+        (format!("Authorization: token {gh}"), "Zx8Qw2Er4T"),
+        (format!("git clone https://x-access-token:{gh}@github.com/o/r.git"), "Zx8Qw2Er4T"),
+        ("MYSQL_PWD=Tr0ub4dor&3x".into(), "Tr0ub4dor"),
+        ("PGPASSWORD='correct horse battery'".into(), "correct horse"),
+        ("\"password\":\"n0tH1ddEn!\"".into(), "n0tH1ddEn"),
+        ("DB_PASSWORD=correcthorsebatterystaple".into(), "correcthorse"),
+        ("SECRET_KEY_BASE=9f8e7d6c5b4a39281706f5e4d3c2b1a0ffeeddccbbaa99887766554433221100".into(), "9f8e7d6c5b4a"),
+        ("aws_session_token = IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQD6q8Zz+mN0pQ4rS6tU8vW0xY2zA4bC6dE8fG0hJ2kL4mN6pQ8rS0tU2vW4xY6zA8bC0dE2fG4hJ6kL8mN0pQ2rS4tU6vW8xY0zA2bC4dE6fG8hJ0kL2mN4".into(), "IQoJb3JpZ2lu"),
+        ("--api-key=Qm9vbTE2MzQ1Njc4OTA".into(), "Qm9vbTE2"),
+        ("mysqldump -uroot -pS3cretPw! app > dump.sql".into(), "S3cretPw"),
+        ("X-Api-Key: 7d9f3b2a1c8e4f6a0b5d2e9c7a3f1b8d".into(), "7d9f3b2a1c8e"),
+        ("<add key=\"ClientSecret\" value=\"abc\" /> client_secret=Zq3Xw9Lm2Np7Rt5V".into(), "Zq3Xw9Lm2Np7"),
+        ("amqps://svc:Rabb1tPw@mq.internal/vh".into(), "Rabb1tPw"),
+        ("jdbc:postgresql://db:5432/app?user=app&password=JdbcPw123".into(), "JdbcPw123"),
+    ];
+    for (text, leak) in &secrets {
+        let out = r(text);
+        assert!(!out.contains(leak), "leaked {leak:?}: {out}");
+    }
+    for text in [
+        "xoxb-your-token-here",
+        "password: !vault |",
+        "api_key: ENC[AES256_GCM,data:abc,iv:def,tag:ghi,type:str]",
+        "password = \"${var.db_password}\"",
+        "\"password\": \"%(password)s\"",
+        "POSTGRES_PASSWORD_FILE=/run/secrets/postgres",
+        "password_hash: $2b$12$KIXQJ5n9Qw7mR0rD3gq3eO8vYpU6wJ1zH4sT2aB5cD7eF9gH1iJ2k",
+        "TOKENIZERS_PARALLELISM=false",
+        "api_key_id: 4e3b2a10-9c8d-4f7e-a6b5-c4d3e2f1a0b9",
+        "WWW-Authenticate: Basic realm=\"api\"",
+        "authorization: required",
+        "token: ${{ secrets.GITHUB_TOKEN }}",
+        "ENCRYPTION_KEY_LENGTH=32",
+        "OAUTH_TOKEN_URL=https://auth.example.com/oauth/token",
+        "npm_config_cache=/tmp/.npm",
+        "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 user@host",
+    ] {
+        assert_eq!(r(text), text);
+    }
+}
