@@ -83,7 +83,7 @@ impl Rule {
                 break;
             };
             let (ws, we) = (whole.start(), whole.end());
-            let (mut s, mut e) = self
+            let (s, mut e) = self
                 .groups
                 .iter()
                 .find_map(|&g| locs.get(g))
@@ -105,8 +105,6 @@ impl Rule {
                         prio,
                     });
                 }
-                s = e;
-                let _ = s;
             }
             pos = if we > ws { we } else { we + 1 };
         }

@@ -148,7 +148,7 @@ impl Redactor {
     fn with(&self, f: impl FnOnce(&mut Inner)) -> Redactor {
         let mut inner = Inner {
             literals: self.inner.literals.clone(),
-            custom: self.inner.custom.iter().cloned().collect(),
+            custom: self.inner.custom.to_vec(),
             builtin: self.inner.builtin.clone(),
         };
         f(&mut inner);
