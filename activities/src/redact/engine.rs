@@ -18,6 +18,8 @@ const BACK: usize = 256;
 /// Bytes after a keyword a single-line match may reach before it is extended to the end of its
 /// run of non-space bytes (so a cut never leaks a token's tail).
 const FWD: usize = 4096;
+/// Windows of one rule closer than this are searched as one.
+const MERGE_GAP: usize = 4096;
 /// How far a multi-line rule (a private key block) may reach.
 pub(crate) const MULTILINE_FWD: usize = 1 << 20;
 
@@ -258,7 +260,9 @@ fn push_windows(
         };
         let w = &mut wins[r];
         match w.last_mut() {
-            Some(last) if from <= last.1 => last.1 = last.1.max(to),
+            // Close windows are merged (one regex search instead of many): every rule's match
+            // contains one of its keywords, so the text between them adds no false match.
+            Some(last) if from <= last.1 + MERGE_GAP => last.1 = last.1.max(to),
             _ => w.push((from, to)),
         }
     }

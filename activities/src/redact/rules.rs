@@ -210,7 +210,7 @@ pub(super) fn specs() -> Vec<Spec> {
     add(
         "GCP_SERVICE_ACCOUNT_KEY_ID",
         &["private_key_id"],
-        r#""private_key_id"\s*:\s*"(?P<s>[a-f0-9]{40})""#.into(),
+        r#""private_key_id"[ \t]*:[ \t]*"(?P<s>[a-f0-9]{40})""#.into(),
         Token,
     );
     add(
@@ -234,13 +234,13 @@ pub(super) fn specs() -> Vec<Spec> {
     add(
         "AZURE_STORAGE_KEY",
         &["accountkey"],
-        r"(?i:AccountKey)\s*=\s*(?P<s>[A-Za-z0-9+/]{86}==)".into(),
+        r"(?i:AccountKey)[ \t]*=[ \t]*(?P<s>[A-Za-z0-9+/]{86}==)".into(),
         Token,
     );
     add(
         "AZURE_SHARED_ACCESS_KEY",
         &["sharedaccesskey"],
-        r"(?i:SharedAccessKey)\s*=\s*(?P<s>[A-Za-z0-9+/]{42,44}=?)".into(),
+        r"(?i:SharedAccessKey)[ \t]*=[ \t]*(?P<s>[A-Za-z0-9+/]{42,44}=?)".into(),
         Token,
     );
     add(
@@ -623,7 +623,7 @@ pub(super) fn specs() -> Vec<Spec> {
     add(
         "NPMRC_AUTH",
         &["_auth"],
-        r#"(?i:_authToken|_auth|_password)\s*=\s*["']?(?P<s>[A-Za-z0-9+/=_.:-]{8,})"#.into(),
+        r#"(?i:_authToken|_auth|_password)[ \t]*=[ \t]*["']?(?P<s>[A-Za-z0-9+/=_.:-]{8,})"#.into(),
         Generic,
     );
     add(
@@ -654,7 +654,7 @@ pub(super) fn specs() -> Vec<Spec> {
     add(
         "DOCKER_CONFIG_AUTH",
         &["\"auth\"", "identitytoken"],
-        r#""(?i:auth|identitytoken)"\s*:\s*"(?P<s>[A-Za-z0-9+/=_.-]{8,})""#.into(),
+        r#""(?i:auth|identitytoken)"[ \t]*:[ \t]*"(?P<s>[A-Za-z0-9+/=_.-]{8,})""#.into(),
         Token,
     );
     add(
@@ -1319,7 +1319,7 @@ pub(super) fn specs() -> Vec<Spec> {
     add(
         "SIDEKIQ_SECRET",
         &["contribsys"],
-        r"(?i:contribsys)[A-Za-z0-9_.]*\s*[=:]\s*(?P<s>[a-f0-9]{8}:[a-f0-9]{8})".into(),
+        r"(?i:contribsys)[A-Za-z0-9_.]*[ \t]*[=:][ \t]*(?P<s>[a-f0-9]{8}:[a-f0-9]{8})".into(),
         Token,
     );
     add(
@@ -1469,7 +1469,7 @@ pub(super) fn specs() -> Vec<Spec> {
         r#"\bcurl\b[^\r\n]*?[ \t](?:-u|--user)[ \t]*["']?(?P<s>[^\s:"']+:[^\s"']+)"#.into(),
         UrlCreds,
     );
-    add("CLI_PASSWORD", &["--"],
+    add("CLI_PASSWORD", &["-pass", "-token", "-secret", "-api"],
         r#"(?:^|[ \t"'])--(?:[A-Za-z0-9]+-)*(?i:password|passwd|pass|token|secret|api-key|apikey|auth-token|access-token|client-secret|secret-key)(?:=|[ \t]+)(?:\\?"(?P<dq>[^"\r\n]{1,})\\?"|'(?P<sq>[^'\r\n]{1,})'|(?P<u>[^\s"'`&;|<>][^\s"'`;|<>]*))"#.into(), Password);
     add("CLI_PASSWORD", &["mysql", "mariadb"], r#"\b(?:mysql|mysqldump|mysqladmin|mysqlimport|mysqlsh|mariadb)\b[^\r\n|;&]*?[ \t]-p(?P<s>[^\s"'-][^\s"']*)"#.into(), Password);
     add("CLI_PASSWORD", &["sshpass", "redis-cli", "docker login"], r#"\b(?:sshpass|redis-cli|docker login)\b[^\r\n|;&]*?[ \t]-[pa][ \t]*(?P<s>[^\s"'-][^\s"']*)"#.into(), Password);
