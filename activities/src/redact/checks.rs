@@ -170,7 +170,28 @@ fn is_word_placeholder(s: &[u8]) -> bool {
 
 fn contains_ci(hay: &[u8], needle: &str) -> bool {
     let n = needle.as_bytes();
-    hay.len() >= n.len() && hay.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+    if hay.len() < n.len() {
+        return false;
+    }
+    if hay.iter().any(u8::is_ascii_uppercase) {
+        memchr::memmem::find(&hay.to_ascii_lowercase(), n).is_some()
+    } else {
+        memchr::memmem::find(hay, n).is_some()
+    }
+}
+
+/// Whether lower-cased `hay` contains any of `needles` (lower-case).
+fn contains_any(hay: &[u8], needles: &[&str]) -> bool {
+    let lower;
+    let hay = if hay.iter().any(u8::is_ascii_uppercase) {
+        lower = hay.to_ascii_lowercase();
+        &lower[..]
+    } else {
+        hay
+    };
+    needles
+        .iter()
+        .any(|n| hay.len() >= n.len() && memchr::memmem::find(hay, n.as_bytes()).is_some())
 }
 
 /// Placeholders, references and masks: `${API_KEY}`, `$TOKEN`, `<your-key>`, `%KEY%`,
@@ -201,49 +222,47 @@ pub(crate) fn placeholder(s: &[u8]) -> bool {
     if is_word_placeholder(s) {
         return true;
     }
-    for marker in [
-        "your",
-        "example",
-        "placeholder",
-        "changeme",
-        "change_me",
-        "change-me",
-        "replace",
-        "insert",
-        "redacted",
-        "dummy",
-        "<",
-        "_here",
-        "-here",
-        "process.env",
-        "os.environ",
-        "getenv",
-        "env(",
-        "env[",
-        "environ",
-        "secrets.",
-        "vault:",
-        "!vault",
-        "enc[",
-        "op://",
-        "ssm:",
-        "arn:aws:",
-        "keyvault",
-        "secretmanager",
-        "secretsmanager",
-        "not-a-",
-        "not_a_",
-        "notreal",
-        "todo",
-        "tbd",
-        "fixme",
-        "lorem",
-    ] {
-        if contains_ci(s, marker) {
-            return true;
-        }
-    }
-    false
+    contains_any(
+        s,
+        &[
+            "your",
+            "example",
+            "placeholder",
+            "changeme",
+            "change_me",
+            "change-me",
+            "replace",
+            "insert",
+            "redacted",
+            "dummy",
+            "<",
+            "_here",
+            "-here",
+            "process.env",
+            "os.environ",
+            "getenv",
+            "env(",
+            "env[",
+            "environ",
+            "secrets.",
+            "vault:",
+            "!vault",
+            "enc[",
+            "op://",
+            "ssm:",
+            "arn:aws:",
+            "keyvault",
+            "secretmanager",
+            "secretsmanager",
+            "not-a-",
+            "not_a_",
+            "notreal",
+            "todo",
+            "tbd",
+            "fixme",
+            "lorem",
+        ],
+    )
 }
 
 /// A value that is code or configuration rather than a secret: a dotted or plain identifier
@@ -280,10 +299,11 @@ fn code_like(s: &[u8]) -> bool {
             return true;
         }
         // `userPassword`, `authToken`, `secret_key`: an identifier naming a secret.
-        for w in ["pass", "pwd", "secret", "token", "key", "auth", "cred"] {
-            if contains_ci(s, w) {
-                return true;
-            }
+        if contains_any(
+            s,
+            &["pass", "pwd", "secret", "token", "key", "auth", "cred"],
+        ) {
+            return true;
         }
     }
     // Hashes and integrity strings are not secrets: `sha256:…`, `sha512-…`.

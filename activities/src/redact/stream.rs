@@ -119,8 +119,13 @@ impl StreamRedactor {
         }
         let frags: Vec<_> = run.frags.into_iter().filter(|f| f.end <= cut).collect();
         // The same passes as one-shot redaction, on whole lines.
+        // The fragments found in `pending` are those of its first `cut` bytes alone (matches are
+        // line-local and none crosses the cut); only when a marker touches a word character are
+        // the further passes of one-shot redaction needed.
         let (out, n) = if frags.is_empty() {
             (self.pending[..cut].to_vec(), 0)
+        } else if !super::touches_word(&self.pending[..cut], &frags) {
+            self.red.render(&self.pending[..cut], &frags)
         } else {
             self.red
                 .rewrite(&self.pending[..cut], false)
