@@ -173,11 +173,7 @@ fn contains_ci(hay: &[u8], needle: &str) -> bool {
     if hay.len() < n.len() {
         return false;
     }
-    if hay.iter().any(u8::is_ascii_uppercase) {
-        memchr::memmem::find(&hay.to_ascii_lowercase(), n).is_some()
-    } else {
-        memchr::memmem::find(hay, n).is_some()
-    }
+    hay.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
 }
 
 /// Whether lower-cased `hay` contains any of `needles` (lower-case).
@@ -189,9 +185,11 @@ fn contains_any(hay: &[u8], needles: &[&str]) -> bool {
     } else {
         hay
     };
-    needles
-        .iter()
-        .any(|n| hay.len() >= n.len() && memchr::memmem::find(hay, n.as_bytes()).is_some())
+    // Values are short: a plain scan beats building a searcher per needle.
+    needles.iter().any(|n| {
+        let n = n.as_bytes();
+        hay.len() >= n.len() && hay.windows(n.len()).any(|w| w == n)
+    })
 }
 
 /// Placeholders, references and masks: `${API_KEY}`, `$TOKEN`, `<your-key>`, `%KEY%`,
@@ -521,7 +519,19 @@ fn generic_ok(whole: &[u8], s: &[u8]) -> bool {
 /// `*pass*`/`*pwd*` values. `pass` and `pwd` only count as whole key segments (`DB_PASS`, not
 /// `bypass`, `compass`), and `PWD=/home/me` is a directory.
 fn password_ok(whole: &[u8], s: &[u8]) -> bool {
-    if s.len() < 3 || placeholder(s) || code_like(s) || is_word_placeholder(s) {
+    if s.len() < 3 {
+        return false;
+    }
+    let flag_like = whole.starts_with(b"<")
+        || whole.starts_with(b"--")
+        || whole
+            .first()
+            .is_some_and(|b| b.is_ascii_whitespace() || matches!(b, b'"' | b'\''));
+    // The key first: settings (`PASSWORD_MIN_LENGTH=8`) are the common case and cheap to see.
+    if !flag_like && whole.first().is_some_and(u8::is_ascii_alphabetic) && !key_ok(whole) {
+        return false;
+    }
+    if placeholder(s) || code_like(s) || is_word_placeholder(s) {
         return false;
     }
     if whole.starts_with(b"<")
