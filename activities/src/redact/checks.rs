@@ -188,7 +188,9 @@ fn contains_any(hay: &[u8], needles: &[&str]) -> bool {
     // Values are short: a plain scan beats building a searcher per needle.
     needles.iter().any(|n| {
         let n = n.as_bytes();
-        hay.len() >= n.len() && hay.windows(n.len()).any(|w| w == n)
+        hay.len() >= n.len()
+            && (0..=hay.len() - n.len())
+                .any(|i| hay[i] == n[0] && hay[i..i + n.len()].iter().eq(n.iter()))
     })
 }
 
