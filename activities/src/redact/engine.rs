@@ -90,7 +90,8 @@ impl Rule {
                 .iter()
                 .find_map(|&g| locs.get(g))
                 .unwrap_or((ws, we));
-            if self.check.keep(&text[ws..we], &text[s..e]) {
+            let kept = self.check.keep(&text[ws..we], &text[s..e]);
+            if kept {
                 // A window cut mid-token: take the rest of the token too.
                 if e == to && e == we && !self.multiline {
                     while e < text.len()
@@ -108,7 +109,15 @@ impl Rule {
                     });
                 }
             }
-            pos = if we > ws { we } else { we + 1 };
+            // A refused candidate must not hide a match inside it (`Authorization: Basic -----x
+            // Authorization: Basic y`): search again from its secret part.
+            pos = if !kept {
+                s.max(ws + 1)
+            } else if we > ws {
+                we
+            } else {
+                we + 1
+            };
         }
     }
 

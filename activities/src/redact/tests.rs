@@ -492,3 +492,12 @@ fn generalises_to_other_contexts() {
         assert_eq!(r(text), text);
     }
 }
+
+#[test]
+fn idempotent_edge_case() {
+    let red = Redactor::standard().with_literals(["hunter22", "envsecret"]);
+    let text =
+        "hunter22xoxb-Authorization: Basic ask------END RSA PRIVATE KEY-----Authorization: Basic ";
+    let once = red.redact_str(text);
+    assert_eq!(red.redact_str(&once), once);
+}
