@@ -36,6 +36,9 @@ pub(crate) struct Rule {
     re: Regex,
     check: Check,
     multiline: bool,
+    /// The pattern is `KEY SEP value` (see [`super::rules::is_key_sep_value`]): the secret part
+    /// is found by hand after a capture-free search, captures only for quoted values.
+    key_sep_value: bool,
     /// Capture slots of the secret groups, in preference order.
     groups: Vec<usize>,
 }
@@ -63,6 +66,7 @@ impl Rule {
             re,
             check,
             multiline,
+            key_sep_value: false,
             groups,
         })
     }
@@ -81,15 +85,29 @@ impl Rule {
         let hay = &text[..to];
         let mut pos = from;
         while pos <= to {
-            let Some(whole) = self.re.captures_read_at(locs, hay, pos) else {
-                break;
-            };
-            let (ws, we) = (whole.start(), whole.end());
-            let (s, mut e) = self
-                .groups
-                .iter()
-                .find_map(|&g| locs.get(g))
-                .unwrap_or((ws, we));
+            let (ws, we, s, mut e);
+            if let Some((w0, w1, v)) = self.key_sep_value_at(hay, pos) {
+                (ws, we, s, e) = (w0, w1, v, w1);
+                #[cfg(debug_assertions)]
+                {
+                    let w = self
+                        .re
+                        .captures_read_at(locs, hay, pos)
+                        .map(|m| (m.start(), m.end()));
+                    let g = self.groups.iter().find_map(|&g| locs.get(g));
+                    debug_assert_eq!((w, g), (Some((ws, we)), Some((s, e))), "{}", self.name);
+                }
+            } else {
+                let Some(whole) = self.re.captures_read_at(locs, hay, pos) else {
+                    break;
+                };
+                (ws, we) = (whole.start(), whole.end());
+                (s, e) = self
+                    .groups
+                    .iter()
+                    .find_map(|&g| locs.get(g))
+                    .unwrap_or((ws, we));
+            }
             let kept = self.check.keep(&text[ws..we], &text[s..e]);
             if kept {
                 // A window cut mid-token: take the rest of the token too.
@@ -119,6 +137,47 @@ impl Rule {
                 we + 1
             };
         }
+    }
+
+    /// For a `KEY SEP value` rule, the next match from `pos` without captures:
+    /// `(start, end, value start)` when the value is bare (the `u` group, which then ends the
+    /// match). `None` when there is no match (the caller's captured search then finds none
+    /// either), or when the value starts with a quote or a backslash: the caller captures.
+    fn key_sep_value_at(&self, hay: &[u8], pos: usize) -> Option<(usize, usize, usize)> {
+        if !self.key_sep_value {
+            return None;
+        }
+        let m = self.re.find_at(hay, pos)?;
+        let (ws, we) = (m.start(), m.end());
+        // The key: identifier characters only, so it ends at the first other byte.
+        let key = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+        let mut i = ws;
+        while i < we && key(hay[i]) {
+            i += 1;
+        }
+        // SEP: optional (escaped) closing quote, blanks, the separator, blanks. `:=` and `=>`
+        // are forced when present (a value never starts with `=` or `>`).
+        let at = |j: usize| if j < we { hay[j] } else { 0 };
+        if at(i) == b'\\' && matches!(at(i + 1), b'"' | b'\'' | b'`') {
+            i += 2;
+        } else if matches!(at(i), b'"' | b'\'' | b'`') {
+            i += 1;
+        }
+        while matches!(at(i), b' ' | b'\t') {
+            i += 1;
+        }
+        match (at(i), at(i + 1)) {
+            (b':', b'=') | (b'=', b'>') | (b'?', b'=') => i += 2,
+            (b':' | b'=', _) => i += 1,
+            _ => return None,
+        }
+        while matches!(at(i), b' ' | b'\t') {
+            i += 1;
+        }
+        if i >= we || matches!(hay[i], b'"' | b'\'' | b'\\') {
+            return None;
+        }
+        Some((ws, we, i))
     }
 
     /// Runs the rule over the whole text (custom rules have no keywords).
@@ -167,10 +226,11 @@ impl Builtin {
         let mut rules = Vec::with_capacity(all.len());
         let mut by_kw: BTreeMap<String, Vec<u16>> = BTreeMap::new();
         for (i, spec) in all.iter().enumerate() {
-            let rule = Rule::new(spec.name, &spec.pattern, spec.check, spec.multiline)
+            let mut rule = Rule::new(spec.name, &spec.pattern, spec.check, spec.multiline)
                 .unwrap_or_else(|e| {
                     panic!("built-in redaction rule {} must compile: {e}", spec.name)
                 });
+            rule.key_sep_value = super::rules::is_key_sep_value(&spec.pattern);
             rules.push(rule);
             for kw in &spec.keywords {
                 for v in variants(kw) {

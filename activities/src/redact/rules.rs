@@ -35,6 +35,15 @@ fn value(min: usize) -> String {
     )
 }
 
+/// Whether `pattern` is `{KEY}(?i:...){KEY}{SEP}` + [`value`] (the `PASSWORD` and
+/// `GENERIC_SECRET` assignments), whose secret part the engine can find without captures.
+pub(super) fn is_key_sep_value(pattern: &str) -> bool {
+    pattern.starts_with(&format!("{KEY}(?i:"))
+        && [1, 8]
+            .iter()
+            .any(|&m| pattern.ends_with(&format!("){KEY}{SEP}{}", value(m))))
+}
+
 /// `VENDOR..._KEY = value`: a vendor name, at most 30 identifier characters, a separator, an
 /// optional quote, then the value (the secret).
 fn kv(vendor: &str, val: &str) -> String {
