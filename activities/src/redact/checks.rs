@@ -178,19 +178,15 @@ fn contains_ci(hay: &[u8], needle: &str) -> bool {
 
 /// Whether lower-cased `hay` contains any of `needles` (lower-case).
 fn contains_any(hay: &[u8], needles: &[&str]) -> bool {
-    let lower;
-    let hay = if hay.iter().any(u8::is_ascii_uppercase) {
-        lower = hay.to_ascii_lowercase();
-        &lower[..]
-    } else {
-        hay
-    };
-    // Values are short: a plain scan beats building a searcher per needle.
+    // Needles are lower case; values are short: a plain case-insensitive scan in place beats
+    // lower-casing a copy or building a searcher per needle.
     needles.iter().any(|n| {
         let n = n.as_bytes();
+        debug_assert!(!n.iter().any(u8::is_ascii_uppercase));
         hay.len() >= n.len()
-            && (0..=hay.len() - n.len())
-                .any(|i| hay[i] == n[0] && hay[i..i + n.len()].iter().eq(n.iter()))
+            && hay
+                .windows(n.len())
+                .any(|w| w[0].to_ascii_lowercase() == n[0] && w.eq_ignore_ascii_case(n))
     })
 }
 
@@ -476,13 +472,81 @@ fn key_segments(whole: &[u8]) -> Vec<String> {
 
 /// The key does not end in a segment that makes it a setting (`..._MIN_LENGTH`, `..._FILE`).
 fn key_ok(whole: &[u8]) -> bool {
-    let segs = key_segments(whole);
-    let key: String = segs.concat();
-    if key.contains("tokeniz") || key.contains("public") || key.contains("keyboard") {
-        return false;
+    let ok = key_ok_fast(whole);
+    #[cfg(debug_assertions)]
+    {
+        let segs = key_segments(whole);
+        let key: String = segs.concat();
+        let slow = !(key.contains("tokeniz") || key.contains("public") || key.contains("keyboard"))
+            && segs
+                .last()
+                .is_none_or(|last| !SETTING_SEGMENTS.contains(&last.as_str()));
+        debug_assert_eq!(ok, slow, "{}", String::from_utf8_lossy(whole));
     }
-    match segs.last() {
-        Some(last) => !SETTING_SEGMENTS.contains(&last.as_str()),
+    ok
+}
+
+/// [`key_ok`] without allocating: the key as [`key_segments`] splits it, read in place.
+fn key_ok_fast(whole: &[u8]) -> bool {
+    let start = whole
+        .iter()
+        .position(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        .unwrap_or(0);
+    let key = &whole[start..];
+    let end = key
+        .iter()
+        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')))
+        .unwrap_or(key.len());
+    let key = &key[..end];
+    let sep = |b: u8| matches!(b, b'_' | b'.' | b'-');
+    // The segments' concatenation (lower case, separators dropped) must not name a tokenizer,
+    // a public key or a keyboard.
+    for word in [&b"tokeniz"[..], b"public", b"keyboard"] {
+        let mut i = 0;
+        while i < key.len() {
+            // Match `word` from `i`, skipping separators in the key.
+            let (mut j, mut k) = (i, 0);
+            while k < word.len() && j < key.len() {
+                if sep(key[j]) {
+                    j += 1;
+                } else if key[j].to_ascii_lowercase() == word[k] {
+                    j += 1;
+                    k += 1;
+                } else {
+                    break;
+                }
+            }
+            if k == word.len() {
+                return false;
+            }
+            i += 1;
+        }
+    }
+    // The last segment (split at separators and lower-to-upper case changes).
+    let mut seg: Option<usize> = None;
+    let mut last: Option<(usize, usize)> = None;
+    for (i, &b) in key.iter().enumerate() {
+        if sep(b) {
+            if let Some(s) = seg.take() {
+                last = Some((s, i));
+            }
+            continue;
+        }
+        if b.is_ascii_uppercase() && i > 0 && key[i - 1].is_ascii_lowercase() {
+            if let Some(s) = seg {
+                last = Some((s, i));
+                seg = Some(i);
+            }
+        }
+        seg.get_or_insert(i);
+    }
+    if let Some(s) = seg {
+        last = Some((s, key.len()));
+    }
+    match last {
+        Some((s, e)) => !SETTING_SEGMENTS
+            .iter()
+            .any(|w| w.as_bytes().eq_ignore_ascii_case(&key[s..e])),
         None => true,
     }
 }
