@@ -3,6 +3,10 @@
 //! Regexes cannot cheaply say "is not `${API_KEY}`" or "the key is a setting, not a secret";
 //! these functions do, on the (short) match only.
 
+use std::sync::LazyLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
+
 /// Which check a rule's matches go through: `(whole match, secret part) -> keep?`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Check {
@@ -190,6 +194,54 @@ fn contains_any(hay: &[u8], needles: &[&str]) -> bool {
     })
 }
 
+/// Words that make a value a placeholder or a reference (any case), in one automaton: a value is
+/// scanned once instead of once per word.
+static PLACEHOLDER_AC: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    let words: &[&str] = &[
+        "your",
+        "example",
+        "placeholder",
+        "changeme",
+        "change_me",
+        "change-me",
+        "replace",
+        "insert",
+        "redacted",
+        "dummy",
+        "<",
+        "_here",
+        "-here",
+        "process.env",
+        "os.environ",
+        "getenv",
+        "env(",
+        "env[",
+        "environ",
+        "secrets.",
+        "vault:",
+        "!vault",
+        "enc[",
+        "op://",
+        "ssm:",
+        "arn:aws:",
+        "keyvault",
+        "secretmanager",
+        "secretsmanager",
+        "not-a-",
+        "not_a_",
+        "notreal",
+        "todo",
+        "tbd",
+        "fixme",
+        "lorem",
+    ];
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(words)
+        .expect("placeholder words")
+});
+
 /// Placeholders, references and masks: `${API_KEY}`, `$TOKEN`, `<your-key>`, `%KEY%`,
 /// `{{ secret }}`, `xxxx…`, `****`, `your_api_key_here`, `os.environ[...]`, `op://…`.
 pub(crate) fn placeholder(s: &[u8]) -> bool {
@@ -218,47 +270,7 @@ pub(crate) fn placeholder(s: &[u8]) -> bool {
     if is_word_placeholder(s) {
         return true;
     }
-    contains_any(
-        s,
-        &[
-            "your",
-            "example",
-            "placeholder",
-            "changeme",
-            "change_me",
-            "change-me",
-            "replace",
-            "insert",
-            "redacted",
-            "dummy",
-            "<",
-            "_here",
-            "-here",
-            "process.env",
-            "os.environ",
-            "getenv",
-            "env(",
-            "env[",
-            "environ",
-            "secrets.",
-            "vault:",
-            "!vault",
-            "enc[",
-            "op://",
-            "ssm:",
-            "arn:aws:",
-            "keyvault",
-            "secretmanager",
-            "secretsmanager",
-            "not-a-",
-            "not_a_",
-            "notreal",
-            "todo",
-            "tbd",
-            "fixme",
-            "lorem",
-        ],
-    )
+    PLACEHOLDER_AC.is_match(s)
 }
 
 /// A value that is code or configuration rather than a secret: a dotted or plain identifier
@@ -532,11 +544,13 @@ fn key_ok_fast(whole: &[u8]) -> bool {
             }
             continue;
         }
-        if b.is_ascii_uppercase() && i > 0 && key[i - 1].is_ascii_lowercase() {
-            if let Some(s) = seg {
-                last = Some((s, i));
-                seg = Some(i);
-            }
+        if b.is_ascii_uppercase()
+            && i > 0
+            && key[i - 1].is_ascii_lowercase()
+            && let Some(s) = seg
+        {
+            last = Some((s, i));
+            seg = Some(i);
         }
         seg.get_or_insert(i);
     }
