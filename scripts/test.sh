@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 
-# The e2e harness runs the real binaries, so build them before the tests.
-cargo build --workspace --bins
+# The e2e harness runs the real binaries, so build them before the tests (with the tests, so
+# dependencies are built once with the features the tests unify in).
+cargo build --workspace --bins --tests
 cargo test --workspace --no-fail-fast -- --test-threads="${AE_TEST_THREADS:-4}"
 
 # Nothing the tests started may be left behind: every test worker labels its sandboxes with an

@@ -11,6 +11,7 @@ mod killswitch;
 mod logging;
 mod ops;
 mod policy_cmd;
+mod redact_cmd;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +46,10 @@ enum Command {
         #[command(subcommand)]
         command: policy_cmd::PolicyCommand,
     },
+    /// Redact stdin to stdout with the worker's rules (and the values of `--env-file`).
+    Redact(redact_cmd::RedactArgs),
+    /// Print secrets found in files as `file:line:type` (never the secret); exit 1 if any.
+    Scan(redact_cmd::ScanArgs),
     /// Manage the sandbox image.
     Image {
         #[command(subcommand)]
@@ -70,6 +75,11 @@ async fn main() -> std::process::ExitCode {
         Command::Budget(args) => ops::budget(args).await,
         Command::Circuit(args) => ops::circuit(args).await,
         Command::Policy { command } => policy_cmd::run(command),
+        Command::Redact(args) => redact_cmd::redact(args),
+        Command::Scan(args) => match redact_cmd::scan(args) {
+            Ok(true) => return std::process::ExitCode::from(1),
+            other => other.map(|_| ()),
+        },
         Command::Image {
             command: ImageCommand::Build(args),
         } => image::build(args).await,

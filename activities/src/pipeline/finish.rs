@@ -10,6 +10,7 @@ use crate::budget::round_usd;
 use crate::config::Profile;
 use crate::error::Failure;
 use crate::redact::Redactor;
+use crate::sandbox::REDACTION_MARGIN;
 use crate::sandbox::{ExecOutcome, Sandbox, SandboxError};
 use ae_workflows_spec::{ExecutionResult, FailureType};
 
@@ -56,7 +57,8 @@ impl Engine {
         let cap = self.config.sandbox.max_output_file_bytes;
         let mut out = Vec::new();
         for (asked, rel) in paths {
-            let read = sandbox.read_file(rel, cap).await.map_err(|e| match e {
+            // Read past the cap so a secret straddling it is redacted whole before the cut.
+            let read = sandbox.read_file(rel, cap + REDACTION_MARGIN).await.map_err(|e| match e {
                 SandboxError::Upload(m) => {
                     Stop::Fail(Failure::invalid_input(format!("outputFiles: {m}")))
                 }
@@ -73,16 +75,8 @@ impl Engine {
                     found: false,
                     truncated: false,
                 },
-                Some(mut bytes) => {
-                    let truncated = bytes.len() > cap;
-                    bytes.truncate(cap);
-                    let (content, encoding) = match String::from_utf8(bytes) {
-                        Ok(text) => (redactor.redact_str(&text), "utf8"),
-                        Err(e) => (
-                            base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
-                            "base64",
-                        ),
-                    };
+                Some(bytes) => {
+                    let (content, encoding, truncated) = redact_file(&bytes, cap, redactor);
                     ae_workflows_spec::execute::OutputFile {
                         path: asked.clone(),
                         content,
@@ -132,9 +126,11 @@ impl Engine {
     }
 }
 
-/// Shrinks the longer stream until the serialised result fits `max` bytes. Temporal refuses
-/// payloads over its blob limit (2 MB by default), and JSON escaping can make binary output
-/// several times longer than its bytes, so the per-stream cap alone is not enough.
+/// Shrinks the longest text (a stream or an output file) until the serialised result fits `max`
+/// bytes, flagging what was cut. Temporal refuses payloads over its blob limit (2 MB by
+/// default), and JSON escaping can make binary output several times longer than its bytes, so
+/// per-stream and per-file caps alone are not enough: a result always fits, so a completion is
+/// never refused (which would make Temporal run, and charge, the execution again).
 pub fn fit_payload(result: &mut ExecutionResult, max: usize) {
     loop {
         let size = serde_json::to_vec(&*result).map(|v| v.len()).unwrap_or(0);
@@ -142,10 +138,24 @@ pub fn fit_payload(result: &mut ExecutionResult, max: usize) {
             return;
         }
         let excess = size - max;
-        let (text, cut) = if result.stdout.len() >= result.stderr.len() {
-            (&mut result.stdout, &mut result.stdout_truncated)
-        } else {
-            (&mut result.stderr, &mut result.stderr_truncated)
+        let ExecutionResult {
+            stdout,
+            stderr,
+            stdout_truncated,
+            stderr_truncated,
+            output_files,
+            ..
+        } = result;
+        let mut texts: Vec<(&mut String, &mut bool, bool)> = vec![
+            (stdout, stdout_truncated, false),
+            (stderr, stderr_truncated, false),
+        ];
+        for f in output_files.iter_mut() {
+            let base64 = f.encoding == "base64";
+            texts.push((&mut f.content, &mut f.truncated, base64));
+        }
+        let Some((text, cut, base64)) = texts.into_iter().max_by_key(|(t, _, _)| t.len()) else {
+            return;
         };
         if text.is_empty() {
             return;
@@ -154,11 +164,48 @@ pub fn fit_payload(result: &mut ExecutionResult, max: usize) {
         let mut end = text
             .len()
             .saturating_sub((excess / 6).max(1).max(excess.min(text.len()) / 2));
+        if base64 {
+            end -= end % 4; // whole base64 quanta only, so the content still decodes
+        }
         while !text.is_char_boundary(end) {
             end -= 1;
         }
         text.truncate(end);
         *cut = true;
+    }
+}
+
+/// An output file's content for the result: text redacted as text, anything else redacted as
+/// bytes (env values and secret patterns inside binary data too) and sent as base64; the cut
+/// to `cap` bytes comes after redaction. Returns (content, encoding, truncated).
+pub fn redact_file(bytes: &[u8], cap: usize, redactor: &Redactor) -> (String, &'static str, bool) {
+    use base64::Engine as _;
+    let over = bytes.len() > cap;
+    // Text, possibly cut mid-character by the read limit.
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => Some(t),
+        Err(e) if over && e.error_len().is_none() => std::str::from_utf8(&bytes[..e.valid_up_to()]).ok(),
+        Err(_) => None,
+    };
+    match text {
+        Some(text) => {
+            let mut redacted = redactor.redact_str(text);
+            let cut = over || redacted.len() > cap;
+            if redacted.len() > cap {
+                let mut end = cap;
+                while !redacted.is_char_boundary(end) {
+                    end -= 1;
+                }
+                redacted.truncate(end);
+            }
+            (redacted, "utf8", cut)
+        }
+        None => {
+            let (mut redacted, _) = redactor.redact_bytes(bytes);
+            let cut = over || redacted.len() > cap;
+            redacted.truncate(cap);
+            (base64::engine::general_purpose::STANDARD.encode(redacted), "base64", cut)
+        }
     }
 }
 
@@ -186,6 +233,53 @@ pub fn finish_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_files_are_cut_to_fit_and_still_decode() {
+        use base64::Engine as _;
+        let mut r: ExecutionResult = serde_json::from_value(serde_json::json!({
+            "stdout": "out", "stderr": "", "exitCode": 0, "timedOut": false, "cost": 0.01,
+            "budgetRemaining": 1.0, "durationMs": 1, "stdoutTruncated": false,
+            "stderrTruncated": false, "stdoutBytes": 3, "stderrBytes": 0, "redactions": 0,
+            "oomKilled": false, "outputFiles": [], "egressDenied": 0
+        }))
+        .unwrap();
+        r.output_files = (0..24)
+            .map(|i| ae_workflows_spec::execute::OutputFile {
+                path: format!("f{i}.bin"),
+                content: base64::engine::general_purpose::STANDARD.encode(vec![0xffu8; 256 * 1024]),
+                encoding: "base64".into(),
+                found: true,
+                truncated: false,
+            })
+            .collect();
+        fit_payload(&mut r, 1_572_864);
+        assert!(serde_json::to_vec(&r).unwrap().len() <= 1_572_864);
+        assert!(r.output_files.iter().any(|f| f.truncated));
+        for f in &r.output_files {
+            base64::engine::general_purpose::STANDARD
+                .decode(&f.content)
+                .expect("still valid base64");
+        }
+    }
+
+    #[test]
+    fn binary_output_files_are_redacted_as_bytes_and_text_before_the_cut() {
+        use base64::Engine as _;
+        let r = Redactor::standard().with_literals(["s3cr3t-value-4242"]);
+        let mut bin = vec![0u8, 0xff, 0xfe];
+        bin.extend_from_slice(b"s3cr3t-value-4242");
+        bin.extend_from_slice(&[0xff, 0]);
+        let (content, encoding, cut) = redact_file(&bin, 1024, &r);
+        assert_eq!((encoding, cut), ("base64", false));
+        let bytes = base64::engine::general_purpose::STANDARD.decode(content).unwrap();
+        assert!(!bytes.windows(17).any(|w| w == b"s3cr3t-value-4242"));
+        // A secret straddling the cap of a text file is replaced whole, never cut in half.
+        let text = format!("{}s3cr3t-value-4242 tail", "x".repeat(90));
+        let (content, encoding, cut) = redact_file(text.as_bytes(), 100, &r);
+        assert_eq!((encoding, cut), ("utf8", true));
+        assert!(!content.contains("s3cr3t"), "{content}");
+    }
 
     #[test]
     fn secret_straddling_the_cap_is_never_half_shown() {

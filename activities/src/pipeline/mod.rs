@@ -77,7 +77,8 @@ impl Engine {
             guards,
             policy: Policy::configured(config.policy_file.as_deref())
                 .map_err(|e| anyhow::anyhow!("AE_POLICY_FILE: {}", e.0))?,
-            redactor: Redactor::standard(),
+            // The standard rules plus the operator's patterns (`AE_REDACT_PATTERNS_FILE`).
+            redactor: Redactor::configured().map_err(anyhow::Error::msg)?,
             budget,
             sandbox,
             approvals,

@@ -33,9 +33,7 @@ impl Engine {
         env: impl Fn(&I) -> &BTreeMap<String, String>,
     ) -> Result<(I, Redactor), ActivityError> {
         let input: I = decode_input(raw).map_err(|f| f.into_activity_error(&self.redactor))?;
-        let redactor = self
-            .redactor
-            .with_literals(env(&input).values().map(String::as_str));
+        let redactor = self.redactor.with_env(env(&input).iter());
         Ok((input, redactor))
     }
 

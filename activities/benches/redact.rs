@@ -1,0 +1,226 @@
+//! Redaction throughput on one core: `cargo bench -p ae-activities --bench redact`.
+//!
+//! Prints MiB/s for a 64 MiB build log without secrets and for 64 MiB of key=value-dense text
+//! (an env dump where about one line in eight holds a secret), for the current engine (one-shot
+//! and streamed in 64 KiB chunks) beside the engine before issue 11 (`old_redact.rs`), in the
+//! same run. `REDACT_BENCH_MIB` changes the size.
+
+mod old_redact;
+
+use std::time::Instant;
+
+use ae_activities::redact::Redactor;
+
+/// Deterministic pseudo-random numbers (xorshift), so every run measures the same text.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn word<'a>(&mut self, words: &[&'a str]) -> &'a str {
+        words[self.below(words.len())]
+    }
+    fn alnum(&mut self, n: usize) -> String {
+        const C: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        (0..n).map(|_| C[self.below(C.len())] as char).collect()
+    }
+    fn hex(&mut self, n: usize) -> String {
+        (0..n)
+            .map(|_| b"0123456789abcdef"[self.below(16)] as char)
+            .collect()
+    }
+}
+
+const CRATES: &[&str] = &[
+    "serde",
+    "tokio",
+    "regex",
+    "hyper",
+    "tracing",
+    "futures-util",
+    "bytes",
+    "mio",
+    "libc",
+    "rand",
+    "syn",
+    "quote",
+    "proc-macro2",
+    "aho-corasick",
+    "memchr",
+    "clap",
+    "anyhow",
+    "thiserror",
+];
+const PATHS: &[&str] = &[
+    "src/main.rs",
+    "src/lib.rs",
+    "src/config/mod.rs",
+    "packages/web/src/index.tsx",
+    "node_modules/.pnpm/react-dom@18.2.0/node_modules/react-dom/index.js",
+    "tests/e2e/login.spec.ts",
+];
+
+fn build_log(bytes: usize) -> String {
+    let mut r = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut s = String::with_capacity(bytes + 256);
+    while s.len() < bytes {
+        let line = match r.below(8) {
+            0 => format!(
+                "   Compiling {} v{}.{}.{}\n",
+                r.word(CRATES),
+                r.below(3),
+                r.below(40),
+                r.below(20)
+            ),
+            1 => format!(
+                "[{:02}:{:02}:{:02}] webpack: built {} in {} ms, chunk {} ({} KiB)\n",
+                r.below(24),
+                r.below(60),
+                r.below(60),
+                r.word(PATHS),
+                r.below(5000),
+                r.hex(8),
+                r.below(900)
+            ),
+            2 => format!(
+                "npm WARN deprecated {}@{}.{}.{}: this version is no longer supported\n",
+                r.word(CRATES),
+                r.below(9),
+                r.below(9),
+                r.below(9)
+            ),
+            3 => format!(
+                "Step {}/{} : RUN cargo build --release --locked && strip target/release/app\n",
+                r.below(20),
+                20
+            ),
+            4 => format!(
+                " ---> {}\nRemoving intermediate container {}\n",
+                r.hex(12),
+                r.hex(12)
+            ),
+            5 => format!(
+                "test {}::tests::it_handles_case_{} ... ok\n",
+                r.word(CRATES).replace('-', "_"),
+                r.below(500)
+            ),
+            6 => format!(
+                "warning: unused variable: `value` --> {}:{}:{}\n",
+                r.word(PATHS),
+                r.below(900),
+                r.below(80)
+            ),
+            _ => format!(
+                "2026-11-24T07:{:02}:{:02}.{:03}Z INFO request completed status=200 duration_ms={} path=/api/v1/items/{}\n",
+                r.below(60),
+                r.below(60),
+                r.below(1000),
+                r.below(400),
+                r.below(100_000)
+            ),
+        };
+        s.push_str(&line);
+    }
+    s
+}
+
+fn key_value(bytes: usize) -> String {
+    let mut r = Rng(0xD1B5_4A32_D192_ED03);
+    const KEYS: &[&str] = &[
+        "DB_HOST",
+        "DB_PORT",
+        "APP_ENV",
+        "LOG_LEVEL",
+        "FEATURE_FLAG_NEW_UI",
+        "API_TIMEOUT_MS",
+        "CACHE_TTL",
+        "REGION",
+        "WORKERS",
+        "MAX_CONNECTIONS",
+        "PASSWORD_MIN_LENGTH",
+        "TOKEN_TTL",
+        "SERVICE_NAME",
+        "HOME",
+        "PATH",
+        "LANG",
+        "KEY_SIZE",
+        "SESSION_COOKIE_NAME",
+    ];
+    let mut s = String::with_capacity(bytes + 256);
+    while s.len() < bytes {
+        let line = match r.below(8) {
+            0 => match r.below(4) {
+                0 => format!("DB_PASSWORD={}\n", r.alnum(16)),
+                1 => format!("API_TOKEN={}\n", r.alnum(32)),
+                2 => format!("GITHUB_TOKEN=ghp_{}\n", r.alnum(36)),
+                _ => format!("client_secret: \"{}\"\n", r.alnum(40)),
+            },
+            _ => {
+                let k = r.word(KEYS);
+                let v = match r.below(4) {
+                    0 => r.below(100_000).to_string(),
+                    1 => ["true", "false", "production", "debug", "eu-west-1"][r.below(5)].into(),
+                    2 => format!("/srv/{}/{}", r.word(CRATES), r.below(100)),
+                    _ => format!("{}.internal", r.word(CRATES)),
+                };
+                format!("{k}={v}\n")
+            }
+        };
+        s.push_str(&line);
+    }
+    s
+}
+
+fn mib_s(bytes: usize, f: impl FnOnce() -> usize) -> (f64, usize) {
+    let t = Instant::now();
+    let n = f();
+    let secs = t.elapsed().as_secs_f64();
+    (bytes as f64 / (1 << 20) as f64 / secs, n)
+}
+
+fn main() {
+    let mib: usize = std::env::var("REDACT_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let size = mib << 20;
+    let new = Redactor::standard();
+    let old = old_redact::Redactor::standard();
+    // Compile the rules before timing.
+    let _ = new.redact("warm up");
+    let _ = old.redact("warm up");
+    println!(
+        "redaction throughput, one core, {mib} MiB inputs, {} built-in rules",
+        Redactor::rule_count()
+    );
+    println!(
+        "{:<34} {:>12} {:>12} {:>12} {:>11}",
+        "input", "new MiB/s", "stream MiB/s", "old MiB/s", "redactions"
+    );
+    for (name, text) in [
+        ("build log, no secrets", build_log(size)),
+        ("key=value-dense (1 in 8 secret)", key_value(size)),
+    ] {
+        let (new_rate, n) = mib_s(text.len(), || new.redact(&text).1);
+        let (stream_rate, _) = mib_s(text.len(), || {
+            let mut s = new.stream();
+            let mut total = 0;
+            for chunk in text.as_bytes().chunks(64 << 10) {
+                total += s.push(chunk).len();
+            }
+            total + s.finish().len()
+        });
+        let (old_rate, old_n) = mib_s(text.len(), || old.redact(&text).1);
+        println!(
+            "{name:<34} {new_rate:>12.0} {stream_rate:>12.0} {old_rate:>12.0} {:>11}",
+            format!("{n} / {old_n}")
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! Streaming redaction: output is redacted as it arrives, holding back a window across chunk
+//! boundaries so a secret split between two reads is still caught.
+//!
+//! Only whole lines are released (every rule but the private-key blocks matches within a line),
+//! and never a line that a candidate secret crosses, nor one a known value could still reach
+//! into. So for lines shorter than [`MAX_PENDING`] the output equals one-shot redaction of the
+//! whole stream, whatever the chunking. Truncation is the caller's job, after redaction.
+
+use super::Redactor;
+
+/// Held-back bytes beyond which the stream releases text even without a safe line boundary.
+pub const MAX_PENDING: usize = 1 << 20;
+/// What is kept back when the stream has to release mid-line.
+const FORCE_KEEP: usize = 64 << 10;
+
+/// Redacts a stream of chunks. Create with [`Redactor::stream`]; call [`push`](Self::push) per
+/// chunk read and [`finish`](Self::finish) at the end of the stream.
+pub struct StreamRedactor {
+    red: Redactor,
+    pending: Vec<u8>,
+    redactions: usize,
+    bytes_in: u64,
+}
+
+impl StreamRedactor {
+    pub(super) fn new(red: Redactor) -> StreamRedactor {
+        StreamRedactor {
+            red,
+            pending: Vec::new(),
+            redactions: 0,
+            bytes_in: 0,
+        }
+    }
+
+    /// Adds a chunk; returns the redacted bytes that are now safe to release (maybe none).
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        self.bytes_in += chunk.len() as u64;
+        self.pending.extend_from_slice(chunk);
+        if memchr::memchr(b'\n', chunk).is_none() && self.pending.len() < MAX_PENDING {
+            return Vec::new();
+        }
+        self.release(false)
+    }
+
+    /// Ends the stream: returns the rest, redacted.
+    pub fn finish(&mut self) -> Vec<u8> {
+        self.release(true)
+    }
+
+    /// Markers inserted so far.
+    pub fn redactions(&self) -> usize {
+        self.redactions
+    }
+
+    /// Raw bytes pushed so far (before redaction).
+    pub fn bytes_in(&self) -> u64 {
+        self.bytes_in
+    }
+
+    /// Bytes held back, waiting for more input.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn release(&mut self, all: bool) -> Vec<u8> {
+        let len = self.pending.len();
+        if len == 0 {
+            return Vec::new();
+        }
+        let run = self.red.run(&self.pending, false);
+        let mut cut = if all {
+            len
+        } else {
+            // A known value starting before the cut must be wholly inside `pending`.
+            let limit = len.saturating_sub(self.red.max_literal_len());
+            memchr::memrchr(b'\n', &self.pending[..limit]).map_or(0, |i| i + 1)
+        };
+        if !all {
+            // Never cut through a candidate (all fragments of one candidate go out together):
+            // move the cut to the start of its line.
+            let mut spans: std::collections::HashMap<usize, (usize, usize)> =
+                std::collections::HashMap::new();
+            for f in &run.frags {
+                let e = spans.entry(f.group).or_insert((f.start, f.end));
+                e.0 = e.0.min(f.start);
+                e.1 = e.1.max(f.end);
+            }
+            loop {
+                let crossing = spans
+                    .values()
+                    // A block still open at the end of what we have (a key without its END
+                    // line yet) may grow: hold it back too.
+                    .filter(|&&(s, e)| s < cut && (e > cut || e == len))
+                    .map(|&(s, _)| s)
+                    .min();
+                let Some(start) = crossing else { break };
+                cut = memchr::memrchr(b'\n', &self.pending[..start]).map_or(0, |i| i + 1);
+            }
+            if cut == 0 && len >= MAX_PENDING {
+                // A line longer than the window: release all but the tail, at a space if one is
+                // near, and never inside a secret (a secret crossing the cut goes out whole).
+                cut = len - FORCE_KEEP.min(len);
+                let lo = cut.saturating_sub(4096);
+                if let Some(i) = self.pending[lo..cut]
+                    .iter()
+                    .rposition(u8::is_ascii_whitespace)
+                {
+                    cut = lo + i + 1;
+                }
+                for f in &run.frags {
+                    if f.start < cut && f.end > cut {
+                        cut = f.end;
+                    }
+                }
+            }
+        }
+        if cut == 0 {
+            return Vec::new();
+        }
+        let frags: Vec<_> = run.frags.into_iter().filter(|f| f.end <= cut).collect();
+        // The same passes as one-shot redaction, on whole lines.
+        // The fragments found in `pending` are those of its first `cut` bytes alone (matches are
+        // line-local and none crosses the cut); only when a marker touches a word character are
+        // the further passes of one-shot redaction needed.
+        let (out, n) = if frags.is_empty() {
+            (self.pending[..cut].to_vec(), 0)
+        } else if !super::touches_word(&self.pending[..cut], &frags) {
+            self.red.render(&self.pending[..cut], &frags)
+        } else {
+            self.red
+                .rewrite(&self.pending[..cut], false)
+                .unwrap_or_else(|| (self.pending[..cut].to_vec(), 0))
+        };
+        self.redactions += n;
+        self.pending.drain(..cut);
+        out
+    }
+}
