@@ -46,27 +46,29 @@ pub fn kill_switch_failure(run_id: &str) -> Stop {
 }
 
 impl Engine {
-    /// Reads the requested files back, redacting text; binary content comes back as base64.
+    /// Reads the requested files back, redacted (see [`redact_file`]).
     pub async fn collect_output_files(
         &self,
         sandbox: &Sandbox,
         paths: &[(String, String)],
         redactor: &Redactor,
     ) -> Result<Vec<ae_workflows_spec::execute::OutputFile>, Stop> {
-        use base64::Engine as _;
         let cap = self.config.sandbox.max_output_file_bytes;
         let mut out = Vec::new();
         for (asked, rel) in paths {
             // Read past the cap so a secret straddling it is redacted whole before the cut.
-            let read = sandbox.read_file(rel, cap + REDACTION_MARGIN).await.map_err(|e| match e {
-                SandboxError::Upload(m) => {
-                    Stop::Fail(Failure::invalid_input(format!("outputFiles: {m}")))
-                }
-                other => Stop::Fail(Failure::new(
-                    FailureType::SandboxUnavailable,
-                    other.to_string(),
-                )),
-            })?;
+            let read = sandbox
+                .read_file(rel, cap + REDACTION_MARGIN)
+                .await
+                .map_err(|e| match e {
+                    SandboxError::Upload(m) => {
+                        Stop::Fail(Failure::invalid_input(format!("outputFiles: {m}")))
+                    }
+                    other => Stop::Fail(Failure::new(
+                        FailureType::SandboxUnavailable,
+                        other.to_string(),
+                    )),
+                })?;
             let file = match read {
                 None => ae_workflows_spec::execute::OutputFile {
                     path: asked.clone(),
@@ -184,7 +186,9 @@ pub fn redact_file(bytes: &[u8], cap: usize, redactor: &Redactor) -> (String, &'
     // Text, possibly cut mid-character by the read limit.
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => Some(t),
-        Err(e) if over && e.error_len().is_none() => std::str::from_utf8(&bytes[..e.valid_up_to()]).ok(),
+        Err(e) if over && e.error_len().is_none() => {
+            std::str::from_utf8(&bytes[..e.valid_up_to()]).ok()
+        }
         Err(_) => None,
     };
     match text {
@@ -204,7 +208,11 @@ pub fn redact_file(bytes: &[u8], cap: usize, redactor: &Redactor) -> (String, &'
             let (mut redacted, _) = redactor.redact_bytes(bytes);
             let cut = over || redacted.len() > cap;
             redacted.truncate(cap);
-            (base64::engine::general_purpose::STANDARD.encode(redacted), "base64", cut)
+            (
+                base64::engine::general_purpose::STANDARD.encode(redacted),
+                "base64",
+                cut,
+            )
         }
     }
 }
@@ -272,7 +280,9 @@ mod tests {
         bin.extend_from_slice(&[0xff, 0]);
         let (content, encoding, cut) = redact_file(&bin, 1024, &r);
         assert_eq!((encoding, cut), ("base64", false));
-        let bytes = base64::engine::general_purpose::STANDARD.decode(content).unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(content)
+            .unwrap();
         assert!(!bytes.windows(17).any(|w| w == b"s3cr3t-value-4242"));
         // A secret straddling the cap of a text file is replaced whole, never cut in half.
         let text = format!("{}s3cr3t-value-4242 tail", "x".repeat(90));
