@@ -4,6 +4,8 @@ local function fmt(x)
   s = string.gsub(s, '%.$', '')
   return s
 end
+-- KEYS: budget, spent, exceeded, charge marker, emitted alerts, alert stream.
+-- ARGV: amount, default limit, ttl seconds, run id, alert stream length.
 local ttl = tonumber(ARGV[3])
 local limit = redis.call('GET', KEYS[1])
 if not limit then
@@ -15,6 +17,8 @@ if not limit then
 end
 local spent = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
 local lim = tonumber(limit) or 0
+-- A live run's budget never silently lapses: every charge attempt refreshes its TTL.
+redis.call('EXPIRE', KEYS[1], ttl)
 if redis.call('EXISTS', KEYS[4]) == 1 then
   return {'dup', fmt(spent), fmt(lim)}
 end
@@ -30,4 +34,20 @@ else
   redis.call('SET', KEYS[3], '0', 'EX', ttl)
 end
 redis.call('SET', KEYS[4], ARGV[1], 'EX', ttl)
-return {'ok', fmt(new), fmt(lim)}
+-- Budget alerts (seed 001): each threshold once per run, decided here, so racing charges
+-- can never emit one twice. KEYS[5]: the run's emitted thresholds; KEYS[6]: the alert stream.
+local reply = {'ok', fmt(new), fmt(lim)}
+if lim > 0 then
+  local t = redis.call('TIME')
+  local now = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+  for _, pct in ipairs({50, 80, 90, 100}) do
+    if new + 1e-9 >= lim * pct / 100
+       and redis.call('HSETNX', KEYS[5], tostring(pct), now) == 1 then
+      redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[5], '*', 'runId', ARGV[4],
+        'threshold', tostring(pct), 'spent', fmt(new), 'limit', fmt(lim), 'timestamp', now)
+      table.insert(reply, tostring(pct))
+    end
+  end
+  redis.call('EXPIRE', KEYS[5], ttl)
+end
+return reply

@@ -10,6 +10,11 @@
 //! by the activity attempt that made it, so replaying the same attempt never charges twice. It
 //! does not decide what things cost (the activities do) nor create budgets on its own initiative
 //! (only the configured default for a run that has none).
+//!
+//! The charge script also decides budget alerts: the first charge that takes a run's spend to
+//! 50, 80, 90 or 100 % of its limit appends one entry to the stream `ae:alerts` (`runId`,
+//! `threshold`, `spent`, `limit`, `timestamp`) and the worker logs it (target `ae_alert`); each
+//! threshold is emitted once per run (`ae:alerted:<runId>`), however many charges race.
 
 mod ops;
 
@@ -186,14 +191,26 @@ impl BudgetStore {
         let keys = Keys::new(run_id, charge_id);
         let mut call = script.key(&keys.budget);
         call.key(&keys.spent).key(&keys.exceeded).key(&keys.charge);
+        call.key(&keys.alerted).key(ALERT_STREAM);
         for a in args {
             call.arg(a);
         }
-        let reply: (String, String, String) = call
+        call.arg(run_id).arg(ALERT_STREAM_LEN);
+        let reply: Vec<String> = call
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(|e| BudgetError::Unavailable(e.to_string()))?;
-        Ok((reply.0, parse_usd(&reply.1), parse_usd(&reply.2)))
+        let [status, spent, limit, alerts @ ..] = reply.as_slice() else {
+            return Err(BudgetError::Unavailable(format!(
+                "unexpected reply from budget script: {reply:?}"
+            )));
+        };
+        let (spent, limit) = (parse_usd(spent), parse_usd(limit));
+        for pct in alerts {
+            // The stream entry is written; this is the log event beside it.
+            tracing::warn!(target: "ae_alert", run_id, threshold = %pct, spent, limit, "budget alert: {pct}% of the run's budget spent");
+        }
+        Ok((status.clone(), spent, limit))
     }
 
     /// The run's budget, or None when it has none.
@@ -222,7 +239,13 @@ struct Keys {
     spent: String,
     exceeded: String,
     charge: String,
+    alerted: String,
 }
+
+/// The Redis stream every budget alert is appended to (seed 001's 50/80/90 %, and 100 %).
+pub const ALERT_STREAM: &str = "ae:alerts";
+/// About how many alerts the stream keeps (`XADD MAXLEN ~`).
+const ALERT_STREAM_LEN: u32 = 100_000;
 
 impl Keys {
     fn new(run_id: &str, charge_id: &str) -> Self {
@@ -231,6 +254,7 @@ impl Keys {
             spent: format!("spent:{run_id}"),
             exceeded: format!("exceeded:{run_id}"),
             charge: format!("ae:charge:{run_id}:{charge_id}"),
+            alerted: format!("ae:alerted:{run_id}"),
         }
     }
 }

@@ -132,4 +132,46 @@ mod tests {
         assert_eq!(spent, None);
         assert!(store.set_limit("bad", f64::NAN).await.is_err());
     }
+
+    #[tokio::test]
+    async fn racing_charges_to_the_limit_emit_each_alert_exactly_once() {
+        let redis = TestRedis::start().await;
+        let store = BudgetStore::new(&redis.url, 10.0, Duration::from_secs(3600)).unwrap();
+        store.set_limit("race", 0.2).await.unwrap();
+        let charges = (0..40).map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move { s.charge("race", &format!("c{i}"), 0.01).await.is_ok() })
+        });
+        let mut ok = 0;
+        for c in charges {
+            ok += c.await.unwrap() as u32;
+        }
+        assert_eq!(ok, 20, "exactly the limit was charged");
+        let mut conn = redis.conn().await;
+        let entries: redis::streams::StreamRangeReply =
+            conn.xrange_all(crate::budget::ALERT_STREAM).await.unwrap();
+        let mut thresholds: Vec<String> = entries
+            .ids
+            .iter()
+            .map(|e| {
+                assert_eq!(e.get::<String>("runId").unwrap(), "race");
+                assert_eq!(e.get::<String>("limit").unwrap(), "0.2");
+                assert!(e.get::<String>("timestamp").is_some());
+                e.get::<String>("threshold").unwrap()
+            })
+            .collect();
+        thresholds.sort_by_key(|t| t.parse::<u32>().unwrap());
+        assert_eq!(thresholds, ["50", "80", "90", "100"]);
+        // The crossing charge's spend is recorded: the 50 % alert fired at exactly 0.1.
+        let fifty = entries
+            .ids
+            .iter()
+            .find(|e| e.get::<String>("threshold").unwrap() == "50");
+        assert_eq!(fifty.unwrap().get::<String>("spent").unwrap(), "0.1");
+        // A refund and new charges do not emit any threshold again.
+        store.refund("race", "c0").await.unwrap();
+        store.charge("race", "again", 0.01).await.unwrap();
+        let len: usize = conn.xlen(crate::budget::ALERT_STREAM).await.unwrap();
+        assert_eq!(len, 4);
+    }
 }

@@ -140,24 +140,25 @@ async fn denied_names_raw_ips_private_addresses_and_direct_connections_all_fail(
     let f = fixture();
     let port = f.port;
     let marker = format!("probe-{}", uuid::Uuid::new_v4().simple());
-    // Each probe prints `name:reached` or `name:blocked`; `blocked` is what must happen.
+    // Each probe prints `name:reached` or `name:blocked`; `blocked` is what must happen. (The
+    // probes are spelled out: a helper running "$@" would be refused by the policy.)
     let command = format!(
         r#"{PROXY_VARS}
-probe() {{ name=$1; shift; if "$@" >/tmp/out 2>&1; then echo "$name:reached"; else echo "$name:blocked"; fi; cat /tmp/out >&2; }}
-probe denied_name wget -q -O- http://denied.test:{port}/{marker}
-probe subdomain_of_exact_rule wget -q -O- http://api.allowed.test:{port}/{marker}
-probe raw_ip wget -q -O- http://127.0.0.1:{port}/{marker}
-probe private_address wget -q -O- http://private.test:{port}/{marker}
-probe metadata_address wget -q -O- http://metadata.test/{marker}
-probe loopback_address wget -q -O- http://loopback.test:{port}/{marker}
-probe other_port wget -q -O- http://allowed.test:22/{marker}
-probe connect_raw_ip sh -c 'printf "CONNECT 127.0.0.1:{port} HTTP/1.1\r\nProxy-Authorization: Basic %s\r\n\r\n" "$AUTH" | nc -w 5 ${{PROXY%:*}} ${{PROXY#*:}} | grep -q " 200 "'
-probe no_credentials sh -c 'printf "GET http://allowed.test:{port}/{marker} HTTP/1.1\r\nHost: allowed.test\r\n\r\n" | nc -w 5 ${{PROXY%:*}} ${{PROXY#*:}} | head -n 1 | tee /dev/stderr | grep -q " 200 "'
-probe direct_bridge_gateway nc -w 3 172.17.0.1 {port} </dev/null
-probe direct_host_address sh -c 'for ip in $HOST_IPS; do nc -w 3 $ip {port} </dev/null && exit 0; done; exit 1'
-probe direct_internet nc -w 3 1.1.1.1 80 </dev/null
-probe dns_lookup nslookup allowed.test
-probe dns_upstream nslookup deb.debian.org
+report() {{ if [ "$2" -eq 0 ]; then echo "$1:reached"; else echo "$1:blocked"; fi; cat /tmp/out >&2; }}
+wget -q -O- http://denied.test:{port}/{marker} >/tmp/out 2>&1; report denied_name $?
+wget -q -O- http://api.allowed.test:{port}/{marker} >/tmp/out 2>&1; report subdomain_of_exact_rule $?
+wget -q -O- http://127.0.0.1:{port}/{marker} >/tmp/out 2>&1; report raw_ip $?
+wget -q -O- http://private.test:{port}/{marker} >/tmp/out 2>&1; report private_address $?
+wget -q -O- http://metadata.test/{marker} >/tmp/out 2>&1; report metadata_address $?
+wget -q -O- http://loopback.test:{port}/{marker} >/tmp/out 2>&1; report loopback_address $?
+wget -q -O- http://allowed.test:22/{marker} >/tmp/out 2>&1; report other_port $?
+sh -c 'printf "CONNECT 127.0.0.1:{port} HTTP/1.1\r\nProxy-Authorization: Basic %s\r\n\r\n" "$AUTH" | nc -w 5 ${{PROXY%:*}} ${{PROXY#*:}} | grep -q " 200 "' >/tmp/out 2>&1; report connect_raw_ip $?
+sh -c 'printf "GET http://allowed.test:{port}/{marker} HTTP/1.1\r\nHost: allowed.test\r\n\r\n" | nc -w 5 ${{PROXY%:*}} ${{PROXY#*:}} | head -n 1 | tee /dev/stderr | grep -q " 200 "' >/tmp/out 2>&1; report no_credentials $?
+nc -w 3 172.17.0.1 {port} </dev/null >/tmp/out 2>&1; report direct_bridge_gateway $?
+sh -c 'for ip in $HOST_IPS; do nc -w 3 $ip {port} </dev/null && exit 0; done; exit 1' >/tmp/out 2>&1; report direct_host_address $?
+nc -w 3 1.1.1.1 80 </dev/null >/tmp/out 2>&1; report direct_internet $?
+nslookup allowed.test >/tmp/out 2>&1; report dns_lookup $?
+nslookup deb.debian.org >/tmp/out 2>&1; report dns_upstream $?
 exit 0
 "#
     );
@@ -195,7 +196,7 @@ exit 0
     let log = std::fs::read_to_string(
         harness()
             .log_dir
-            .join(format!("worker-{}.log", f.worker.task_queue)),
+            .join(format!("worker-{}.log", f.worker.identity)),
     )
     .unwrap();
     assert!(log.contains("egress denied"), "no denial logged");
@@ -376,7 +377,7 @@ exit 0
     let log = std::fs::read_to_string(
         harness()
             .log_dir
-            .join(format!("worker-{}.log", f.worker.task_queue)),
+            .join(format!("worker-{}.log", f.worker.identity)),
     )
     .unwrap();
     assert!(log.contains("is not the target"), "no denial logged");

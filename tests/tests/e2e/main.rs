@@ -13,6 +13,7 @@ mod egress;
 mod execute;
 mod fail_closed;
 mod guards;
+mod inputs;
 mod ops;
 mod pool;
 mod python_interop;

@@ -131,7 +131,7 @@ async fn a_pooled_sandbox_runs_commands_exactly_like_a_fresh_one() {
     let log = std::fs::read_to_string(
         ae_tests::harness::harness()
             .log_dir
-            .join(format!("worker-{}.log", w.task_queue)),
+            .join(format!("worker-{}.log", w.identity)),
     )
     .unwrap();
     assert!(
