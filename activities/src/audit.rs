@@ -1,4 +1,6 @@
-//! The audit log: every approval decision and deployment, as structured records.
+//! The audit log: every approval decision and deployment, as structured records, and every
+//! activity execution as an entry of the Redis stream `ae:audit` (seed 004's who, what, where,
+//! outcome, when), which any worker of the fleet appends to and `ae-worker audit` prints.
 //!
 //! Each record carries the fields of seed 000 §3 and seed 004 (who, action, environment,
 //! outcome, approval, time) and is emitted as a `tracing` event with target `ae_audit`, so it
@@ -7,6 +9,7 @@
 //! module does not decide anything; it records what others decided.
 
 use crate::redact::Redactor;
+use redis::aio::ConnectionManager;
 use serde::Serialize;
 use std::io::Write;
 use std::path::PathBuf;
@@ -41,6 +44,34 @@ pub struct AuditRecord {
 pub struct AuditLog {
     file: Option<Mutex<std::fs::File>>,
     path: Option<PathBuf>,
+    /// The fleet's Redis and about how many entries `ae:audit` keeps.
+    stream: Option<(ConnectionManager, usize)>,
+}
+
+/// The Redis stream of audit entries.
+pub const AUDIT_STREAM: &str = "ae:audit";
+
+/// One entry of the audit stream: one activity execution or one approval decision.
+#[derive(Debug, Clone, Default)]
+pub struct StreamEntry<'a> {
+    /// The run.
+    pub run_id: &'a str,
+    /// The calling workflow (empty for a standalone activity).
+    pub workflow_id: &'a str,
+    /// `safeExecuteCode`, `safeExecuteBatch` or `deployWithApproval`.
+    pub activity: &'a str,
+    /// `sandbox` or `production`.
+    pub environment: &'a str,
+    /// The redacted command (or the deploy, or `deploy.approval`).
+    pub action: &'a str,
+    /// `success`, `failure` or `blocked`.
+    pub outcome: &'a str,
+    /// The rule id or failure type behind a refusal or failure; empty on success.
+    pub reason: &'a str,
+    /// The approver for deploys, the worker's identity otherwise.
+    pub actor: &'a str,
+    /// The identity the server stored with the approving signal (deploys).
+    pub client_identity: &'a str,
 }
 
 impl AuditLog {
@@ -55,7 +86,46 @@ impl AuditLog {
             )),
             None => None,
         };
-        Ok(Self { file, path })
+        Ok(Self {
+            file,
+            path,
+            stream: None,
+        })
+    }
+
+    /// Also append to the Redis stream `ae:audit`, capped at about `max_len` entries.
+    pub fn with_stream(mut self, conn: ConnectionManager, max_len: usize) -> Self {
+        self.stream = Some((conn, max_len));
+        self
+    }
+
+    /// Appends one entry to `ae:audit` (when configured). A failure to append is logged, not
+    /// raised: the execution it records has already happened.
+    pub async fn append(&self, e: &StreamEntry<'_>) {
+        let Some((conn, max_len)) = &self.stream else {
+            return;
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis()
+            .to_string();
+        // Long commands are cut: the stream is an index of what happened, not a transcript.
+        let action: String = e.action.chars().take(2000).collect();
+        let fields = [
+            ("timestamp", now.as_str()),
+            ("runId", e.run_id),
+            ("workflowId", e.workflow_id),
+            ("activity", e.activity),
+            ("environment", e.environment),
+            ("action", action.as_str()),
+            ("outcome", e.outcome),
+            ("reason", e.reason),
+            ("actor", e.actor),
+            ("clientIdentity", e.client_identity),
+        ]
+        .map(|(k, v)| (k, v.to_string()));
+        xadd(conn.clone(), *max_len, fields).await;
     }
 
     /// Records one event, redacted.
@@ -88,11 +158,52 @@ impl AuditLog {
         };
         let line = redactor.redact_str(&serde_json::to_string(&r).unwrap_or_default());
         tracing::info!(target: "ae_audit", record = %line, "audit");
+        // Approval decisions also go to the stream (executions are appended by `append`).
+        if let Some((conn, max_len)) = &self.stream
+            && action == "deploy.approval"
+        {
+            let identity = r
+                .approval
+                .as_ref()
+                .and_then(|a| a["identity"].as_str())
+                .unwrap_or_default();
+            let fields = [
+                ("timestamp", r.time_ms.to_string()),
+                ("runId", r.run_id.clone()),
+                ("workflowId", r.workflow_id.clone()),
+                ("activity", "deployWithApproval".into()),
+                ("environment", r.environment.clone()),
+                ("action", r.action.clone()),
+                ("outcome", r.outcome.clone()),
+                ("reason", redactor.redact_str(&r.detail)),
+                ("actor", r.who.clone()),
+                ("clientIdentity", identity.to_string()),
+            ];
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(xadd(conn.clone(), *max_len, fields));
+            }
+        }
         if let Some(file) = &self.file {
             let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
             if let Err(e) = writeln!(f, "{line}") {
                 tracing::error!(path = ?self.path, error = %e, "cannot append to the audit file");
             }
         }
+    }
+}
+
+/// Appends `fields` to `ae:audit`, capped at about `max_len` entries; a failure is logged.
+async fn xadd(mut conn: ConnectionManager, max_len: usize, fields: [(&'static str, String); 10]) {
+    let added: Result<String, _> = redis::cmd("XADD")
+        .arg(AUDIT_STREAM)
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(max_len)
+        .arg("*")
+        .arg(&fields[..])
+        .query_async(&mut conn)
+        .await;
+    if let Err(e) = added {
+        tracing::error!(error = %e, "cannot append to the audit stream");
     }
 }

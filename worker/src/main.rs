@@ -41,6 +41,8 @@ enum Command {
     Budget(ops::BudgetArgs),
     /// Show or reset a run's circuit breaker.
     Circuit(ops::CircuitArgs),
+    /// Print the audit stream (every execution and approval decision), optionally following it.
+    Audit(ops::AuditArgs),
     /// Check commands against the command policy (`check`, `test`, `rules`).
     Policy {
         #[command(subcommand)]
@@ -74,6 +76,7 @@ async fn main() -> std::process::ExitCode {
         Command::KillSwitch(args) => killswitch::run(args).await,
         Command::Budget(args) => ops::budget(args).await,
         Command::Circuit(args) => ops::circuit(args).await,
+        Command::Audit(args) => ops::audit(args).await,
         Command::Policy { command } => policy_cmd::run(command),
         Command::Redact(args) => redact_cmd::redact(args),
         Command::Scan(args) => match redact_cmd::scan(args) {

@@ -1,5 +1,6 @@
 //! Operator commands over the fleet's Redis: `ae-worker budget …` (what the seed's control
-//! plane offered, seed 003) and `ae-worker circuit …` (the per-run circuit breaker).
+//! plane offered, seed 003), `ae-worker circuit …` (the per-run circuit breaker) and
+//! `ae-worker audit` (the audit stream).
 //!
 //! They read and write the same keys the workers use, so they act on every worker at once.
 
@@ -125,4 +126,66 @@ pub async fn circuit(args: CircuitArgs) -> anyhow::Result<()> {
         serde_json::to_string(&guards.circuit_status(&args.run).await?)?
     );
     Ok(())
+}
+
+/// `ae-worker audit [--run ID] [--follow]`.
+#[derive(clap::Args, Debug)]
+pub struct AuditArgs {
+    /// Only this run's entries.
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Keep printing new entries as workers append them.
+    #[arg(long)]
+    pub follow: bool,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+}
+
+/// Prints the audit stream `ae:audit`, one JSON object a line, oldest first.
+pub async fn audit(args: AuditArgs) -> anyhow::Result<()> {
+    use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
+    let mut conn = args.redis.connect().await?;
+    let stream = ae_activities::audit::AUDIT_STREAM;
+    let print = |id: &redis::streams::StreamId| {
+        let mut entry = serde_json::Map::new();
+        entry.insert("id".into(), id.id.clone().into());
+        for (k, v) in &id.map {
+            if let Ok(s) = redis::from_redis_value::<String>(v.clone()) {
+                entry.insert(k.clone(), s.into());
+            }
+        }
+        let of_run = args
+            .run
+            .as_deref()
+            .is_none_or(|r| entry.get("runId").and_then(|v| v.as_str()) == Some(r));
+        if of_run {
+            println!("{}", serde_json::Value::Object(entry));
+        }
+    };
+    let all: StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await?;
+    let mut last = "0-0".to_string();
+    for id in &all.ids {
+        print(id);
+        last = id.id.clone();
+    }
+    if !args.follow {
+        return Ok(());
+    }
+    loop {
+        let opts = StreamReadOptions::default().block(5_000).count(100);
+        let read: Option<StreamReadReply> =
+            redis::AsyncCommands::xread_options(&mut conn, &[stream], &[last.as_str()], &opts)
+                .await?;
+        for key in read.map(|r| r.keys).unwrap_or_default() {
+            for id in &key.ids {
+                print(id);
+                last = id.id.clone();
+            }
+        }
+    }
 }

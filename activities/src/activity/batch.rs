@@ -10,7 +10,7 @@ use crate::pipeline::admit::{Admission, Commands, Guarded};
 use crate::pipeline::finish::{conclude, fit_payload};
 use crate::pipeline::run::run_command;
 use crate::pipeline::validate::check_command;
-use crate::pipeline::{Engine, Stop};
+use crate::pipeline::{Engine, Finished, Stop};
 use crate::redact::Redactor;
 use crate::sandbox::{ExecOutcome, Progress, Sandbox};
 use ae_workflows_spec::execute::DEFAULT_TIMEOUT_MS;
@@ -35,8 +35,13 @@ impl Engine {
         let outcome = self
             .execute_batch(ctx, &input, &redactor, &mut guarded)
             .await;
-        self.conclude(guarded, &outcome).await;
-        crate::metrics::observe("safeExecuteBatch", "sandbox", &outcome);
+        let done = Finished {
+            activity: "safeExecuteBatch",
+            profile: Profile::Sandbox,
+            run_id: &input.run_id,
+            action: &batch_action(&input),
+        };
+        self.settle(ctx, done, guarded, &outcome, &redactor).await;
         outcome.map_err(|stop| stop.into_activity_error(&redactor))
     }
 
@@ -139,6 +144,12 @@ impl Engine {
             })
             .collect()
     }
+}
+
+/// What a batch ran, for the audit stream: its commands in order.
+fn batch_action(input: &SafeExecuteBatchInput) -> String {
+    let commands: Vec<&str> = input.commands.iter().map(|c| c.command()).collect();
+    commands.join(" ; ")
 }
 
 /// The commands to run, with their timeouts and the environment.

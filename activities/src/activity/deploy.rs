@@ -9,7 +9,7 @@ use crate::pipeline::admit::{Admission, Commands, Guarded};
 use crate::pipeline::finish::{conclude, fit_payload};
 use crate::pipeline::run::run_command;
 use crate::pipeline::validate::check_command;
-use crate::pipeline::{Engine, Stop};
+use crate::pipeline::{Engine, Finished, Stop};
 use crate::redact::Redactor;
 use ae_workflows_spec::{
     DeployWithApprovalInput, DeploymentPlan, DeploymentResult, ExecutionHeartbeat, FailureType,
@@ -32,8 +32,13 @@ impl Engine {
         let (input, redactor) = self.begin(&raw, |i: &DeployWithApprovalInput| &i.env)?;
         let mut guarded = Guarded::default();
         let outcome = self.deploy(ctx, &input, &redactor, &mut guarded).await;
-        self.conclude(guarded, &outcome).await;
-        crate::metrics::observe("deployWithApproval", "production", &outcome);
+        let done = Finished {
+            activity: "deployWithApproval",
+            profile: Profile::Production,
+            run_id: &input.run_id,
+            action: &input.command,
+        };
+        self.settle(ctx, done, guarded, &outcome, &redactor).await;
         outcome.map_err(|stop| stop.into_activity_error(&redactor))
     }
 

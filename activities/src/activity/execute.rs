@@ -5,7 +5,7 @@ use crate::pipeline::admit::{Admission, Commands, Guarded};
 use crate::pipeline::finish::{conclude, fit_payload};
 use crate::pipeline::run::run_command;
 use crate::pipeline::validate::{check_command, check_output_files};
-use crate::pipeline::{Engine, Stop};
+use crate::pipeline::{Engine, Finished, Stop};
 use crate::redact::Redactor;
 use ae_workflows_spec::execute::DEFAULT_TIMEOUT_MS;
 use ae_workflows_spec::{ExecutionHeartbeat, ExecutionResult, SafeExecuteCodeInput};
@@ -26,8 +26,13 @@ impl Engine {
         let outcome = self
             .execute_code(ctx, &input, &redactor, &mut guarded)
             .await;
-        self.conclude(guarded, &outcome).await;
-        crate::metrics::observe("safeExecuteCode", "sandbox", &outcome);
+        let done = Finished {
+            activity: "safeExecuteCode",
+            profile: Profile::Sandbox,
+            run_id: &input.run_id,
+            action: &input.command,
+        };
+        self.settle(ctx, done, guarded, &outcome, &redactor).await;
         outcome.map_err(|stop| stop.into_activity_error(&redactor))
     }
 

@@ -38,6 +38,8 @@ pub struct Config {
     pub guards: crate::guard::GuardSettings,
     /// Operator policy rules added to the built-in ones (`AE_POLICY_FILE`).
     pub policy_file: Option<std::path::PathBuf>,
+    /// About how many entries `ae:audit` keeps (`AE_AUDIT_STREAM_MAX_LEN`).
+    pub audit_stream_max_len: usize,
 }
 
 /// Limits and shape of every sandbox.
@@ -224,6 +226,7 @@ impl Default for Config {
             audit_file: None,
             guards: crate::guard::GuardSettings::default(),
             policy_file: None,
+            audit_stream_max_len: 100_000,
         }
     }
 }

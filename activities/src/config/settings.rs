@@ -38,6 +38,9 @@ pub struct Settings {
     /// A policy rules file (TOML) adding to or overriding the built-in rules.
     #[arg(long, env = "AE_POLICY_FILE")]
     pub policy_file: Option<PathBuf>,
+    /// About how many entries the Redis audit stream `ae:audit` keeps (`XADD MAXLEN ~`).
+    #[arg(long, env = "AE_AUDIT_STREAM_MAX_LEN", default_value_t = 100_000, value_parser = trimmed::<usize>)]
+    pub audit_stream_max_len: usize,
     /// Image the sandboxes run (built by `ae-worker image build`).
     #[arg(long, env = "AE_SANDBOX_IMAGE", default_value = "ae-sandbox:latest")]
     pub sandbox_image: String,
@@ -193,6 +196,7 @@ impl Settings {
             approvers: nonempty(self.approvers),
             approver_keys_file: self.approver_keys_file,
             audit_file: self.audit_file,
+            audit_stream_max_len: self.audit_stream_max_len,
             policy_file: self.policy_file,
             guards: GuardSettings {
                 rate_sandbox_per_min: self.rate_sandbox_per_min,

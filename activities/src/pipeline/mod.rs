@@ -33,6 +33,7 @@ use crate::guard::Guards;
 use crate::policy::Policy;
 use crate::redact::Redactor;
 use crate::sandbox::SandboxEngine;
+use ae_workflows_spec::FailureType;
 use temporalio_sdk::activities::ActivityError;
 use tokio_util::sync::CancellationToken;
 
@@ -69,7 +70,8 @@ impl Engine {
             allowed: config.approvers.clone(),
             keys,
         };
-        let audit = AuditLog::new(config.audit_file.clone())?;
+        let audit = AuditLog::new(config.audit_file.clone())?
+            .with_stream(budget.connection(), config.audit_stream_max_len);
         let kill_switch = KillSwitch::new(budget.connection());
         let guards = Guards::new(budget.connection(), config.guards.clone());
         Ok(Engine {
@@ -100,6 +102,81 @@ impl Engine {
     /// The configuration the worker started with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+}
+
+/// What the end of an activity needs to know about it, for the audit stream.
+pub struct Finished<'a> {
+    /// The activity's wire name.
+    pub activity: &'a str,
+    /// Its profile.
+    pub profile: crate::config::Profile,
+    /// The run.
+    pub run_id: &'a str,
+    /// What it ran (redacted here before it is recorded).
+    pub action: &'a str,
+}
+
+/// The approval behind a result, when there is one: (approver, client identity).
+pub trait Approved {
+    /// The approver and the identity the server stored with the approving signal.
+    fn approved(&self) -> Option<(&str, &str)> {
+        None
+    }
+}
+
+impl Approved for ae_workflows_spec::ExecutionResult {}
+impl Approved for ae_workflows_spec::BatchResult {}
+impl Approved for ae_workflows_spec::DeploymentResult {
+    fn approved(&self) -> Option<(&str, &str)> {
+        Some((&self.approved_by, &self.approver_identity))
+    }
+}
+
+impl Engine {
+    /// The end of every activity, in one place: the circuit breaker learns the outcome (and the
+    /// concurrency slot is given back), the metrics count it, and the audit stream records it.
+    pub async fn settle<T>(
+        &self,
+        ctx: &temporalio_sdk::activities::ActivityContext,
+        done: Finished<'_>,
+        guarded: admit::Guarded,
+        outcome: &Result<T, Stop>,
+        redactor: &Redactor,
+    ) where
+        T: admit::Verdict + crate::metrics::Observe + Approved,
+    {
+        self.conclude(guarded, outcome).await;
+        crate::metrics::observe(done.activity, done.profile.as_str(), outcome);
+        let (result, reason) = match outcome {
+            Ok(r) if r.observation().outcome == "ok" => ("success", String::new()),
+            Ok(r) => ("failure", r.observation().outcome.to_string()),
+            Err(Stop::Cancelled) => ("failure", "cancelled".to_string()),
+            Err(Stop::Fail(f)) => {
+                let rule = f.details.as_ref().and_then(|d| d["rule"].as_str());
+                let refused = !matches!(
+                    f.kind,
+                    FailureType::SandboxUnavailable | FailureType::BudgetStoreUnavailable
+                );
+                let why = rule.map_or_else(|| f.kind.as_str().to_string(), str::to_string);
+                (if refused { "blocked" } else { "failure" }, why)
+            }
+        };
+        let approval = outcome.as_ref().ok().and_then(Approved::approved);
+        let workflow_id = ctx.info().workflow_id.clone().unwrap_or_default();
+        self.audit
+            .append(&crate::audit::StreamEntry {
+                run_id: done.run_id,
+                workflow_id: &workflow_id,
+                activity: done.activity,
+                environment: done.profile.as_str(),
+                action: &redactor.redact_str(done.action),
+                outcome: result,
+                reason: &reason,
+                actor: approval.map_or(self.config.worker_id.as_str(), |a| a.0),
+                client_identity: approval.map_or("", |a| a.1),
+            })
+            .await;
     }
 }
 

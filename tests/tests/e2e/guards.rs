@@ -223,3 +223,45 @@ fn circuit(run: &str) -> Value {
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+#[tokio::test]
+async fn a_blocked_and_a_successful_execution_each_have_their_audit_entry() {
+    let run = run_id("audited");
+    let ok =
+        ae_tests::harness::safe_execute(json!({"runId": run, "command": "echo audited"})).await;
+    assert!(succeeded(&ok), "{ok:?}");
+    let refused =
+        ae_tests::harness::safe_execute(json!({"runId": run, "command": "rm -rf /"})).await;
+    assert_eq!(failure_type(&refused), "PolicyViolation");
+    let out = Command::new(binary("ae-worker"))
+        .args(["audit", "--run", &run])
+        .env("REDIS_URL", &harness().redis_url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let entries: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let (success, blocked) = (&entries[0], &entries[1]);
+    assert_eq!(success["outcome"], "success");
+    assert_eq!(success["action"], "echo audited");
+    assert_eq!(success["activity"], "safeExecuteCode");
+    assert_eq!(success["environment"], "sandbox");
+    assert_eq!(success["actor"], harness().worker_identity.as_str());
+    assert!(success["workflowId"].as_str().unwrap().starts_with("test-"));
+    assert!(
+        success["timestamp"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .is_ok()
+    );
+    assert_eq!(blocked["outcome"], "blocked");
+    assert_eq!(blocked["reason"], "rm-rf-root");
+}
