@@ -17,6 +17,7 @@
 //! threshold is emitted once per run (`ae:alerted:<runId>`), however many charges race.
 
 mod ops;
+mod webhook;
 
 use redis::aio::ConnectionManager;
 use serde::Serialize;
@@ -89,6 +90,7 @@ pub struct BudgetStore {
     ttl: Duration,
     charge: redis::Script,
     refund: redis::Script,
+    alert_webhook: Option<String>,
 }
 
 impl BudgetStore {
@@ -108,9 +110,16 @@ impl BudgetStore {
             conn,
             default_limit,
             ttl,
+            alert_webhook: None,
             charge: redis::Script::new(CHARGE_LUA),
             refund: redis::Script::new(REFUND_LUA),
         })
+    }
+
+    /// Also POST every budget alert to `url` (`AE_ALERT_WEBHOOK_URL`).
+    pub fn with_alert_webhook(mut self, url: Option<String>) -> Self {
+        self.alert_webhook = url.filter(|u| !u.trim().is_empty());
+        self
     }
 
     /// How long budget keys live after their last write.
@@ -207,8 +216,19 @@ impl BudgetStore {
         };
         let (spent, limit) = (parse_usd(spent), parse_usd(limit));
         for pct in alerts {
-            // The stream entry is written; this is the log event beside it.
+            // The stream entry is written; this is the log event (and webhook) beside it.
             tracing::warn!(target: "ae_alert", run_id, threshold = %pct, spent, limit, "budget alert: {pct}% of the run's budget spent");
+            if let Some(url) = &self.alert_webhook {
+                let alert = serde_json::json!({
+                    "runId": run_id, "threshold": pct.parse::<u32>().unwrap_or(0),
+                    "spent": spent, "limit": limit,
+                    "timestamp": std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_millis() as u64,
+                });
+                webhook::post(url, alert);
+            }
         }
         Ok((status.clone(), spent, limit))
     }

@@ -40,6 +40,8 @@ pub struct Config {
     pub policy_file: Option<std::path::PathBuf>,
     /// About how many entries `ae:audit` keeps (`AE_AUDIT_STREAM_MAX_LEN`).
     pub audit_stream_max_len: usize,
+    /// Where budget alerts are also POSTed (`AE_ALERT_WEBHOOK_URL`).
+    pub alert_webhook_url: Option<String>,
 }
 
 /// Limits and shape of every sandbox.
@@ -227,6 +229,7 @@ impl Default for Config {
             guards: crate::guard::GuardSettings::default(),
             policy_file: None,
             audit_stream_max_len: 100_000,
+            alert_webhook_url: None,
         }
     }
 }

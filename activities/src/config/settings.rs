@@ -38,6 +38,9 @@ pub struct Settings {
     /// A policy rules file (TOML) adding to or overriding the built-in rules.
     #[arg(long, env = "AE_POLICY_FILE")]
     pub policy_file: Option<PathBuf>,
+    /// Also POST every budget alert (JSON) to this URL (http://), retried, in the background.
+    #[arg(long, env = "AE_ALERT_WEBHOOK_URL")]
+    pub alert_webhook_url: Option<String>,
     /// About how many entries the Redis audit stream `ae:audit` keeps (`XADD MAXLEN ~`).
     #[arg(long, env = "AE_AUDIT_STREAM_MAX_LEN", default_value_t = 100_000, value_parser = trimmed::<usize>)]
     pub audit_stream_max_len: usize,
@@ -197,6 +200,7 @@ impl Settings {
             approver_keys_file: self.approver_keys_file,
             audit_file: self.audit_file,
             audit_stream_max_len: self.audit_stream_max_len,
+            alert_webhook_url: self.alert_webhook_url,
             policy_file: self.policy_file,
             guards: GuardSettings {
                 rate_sandbox_per_min: self.rate_sandbox_per_min,

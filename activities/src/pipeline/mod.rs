@@ -54,7 +54,8 @@ impl Engine {
     /// Builds the engine from configuration. Connections to Redis and Docker are made lazily.
     /// `stop` ends the egress proxy at shutdown (see `shutdown`).
     pub fn new(config: Config, stop: CancellationToken) -> anyhow::Result<Engine> {
-        let budget = BudgetStore::new(&config.redis_url, config.default_budget, config.budget_ttl)?;
+        let budget = BudgetStore::new(&config.redis_url, config.default_budget, config.budget_ttl)?
+            .with_alert_webhook(config.alert_webhook_url.clone());
         let sandbox = SandboxEngine::new(config.sandbox.clone(), config.worker_id.clone(), stop);
         let keys = match &config.approver_keys_file {
             Some(path) => {

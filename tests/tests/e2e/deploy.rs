@@ -184,6 +184,51 @@ async fn an_approval_sent_with_the_temporal_cli_lets_the_deploy_run() {
             .unwrap()
             .contains("0123456789abcdef")
     );
+    // The audit stream has the approval decision and the deploy, with who approved.
+    let stream = audit_stream(&workflow_id).await;
+    let decision = stream
+        .iter()
+        .find(|e| e["action"] == "deploy.approval")
+        .expect("decision");
+    assert_eq!(decision["outcome"], "accepted", "{stream:?}");
+    assert_eq!(decision["actor"], "ops-lead");
+    assert_eq!(decision["clientIdentity"], r.approver_identity.as_str());
+    let deployed = stream
+        .iter()
+        .find(|e| e["activity"] == "deployWithApproval" && e["action"] != "deploy.approval")
+        .expect("the deploy's own entry");
+    assert_eq!(deployed["outcome"], "success", "{stream:?}");
+    assert_eq!(deployed["environment"], "production");
+    assert_eq!(deployed["actor"], "ops-lead");
+    assert_eq!(deployed["clientIdentity"], r.approver_identity.as_str());
+}
+
+/// The `ae:audit` stream's entries of one workflow.
+async fn audit_stream(workflow_id: &str) -> Vec<serde_json::Value> {
+    let mut conn = harness().redis().await;
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg("ae:audit")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    reply
+        .ids
+        .iter()
+        .map(|id| {
+            let map: serde_json::Map<String, serde_json::Value> = id
+                .map
+                .iter()
+                .map(|(k, v)| {
+                    let v: String = redis::from_redis_value(v.clone()).unwrap_or_default();
+                    (k.clone(), v.into())
+                })
+                .collect();
+            serde_json::Value::Object(map)
+        })
+        .filter(|e| e["workflowId"] == workflow_id)
+        .collect()
 }
 
 #[tokio::test]

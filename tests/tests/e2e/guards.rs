@@ -4,7 +4,8 @@
 
 use ae_tests::harness::{
     ExtraWorker, RunOpts, binary, harness, outcome_of, run_activity, sandboxes_with_label,
-    start_activity, start_worker_on, wait_for_no_sandboxes, wait_for_sandbox, worker_pid,
+    start_activity, start_worker, start_worker_on, wait_for_no_sandboxes, wait_for_sandbox,
+    worker_pid,
 };
 use ae_tests::workflows::Outcome;
 use redis::AsyncCommands;
@@ -264,4 +265,105 @@ async fn a_blocked_and_a_successful_execution_each_have_their_audit_entry() {
     );
     assert_eq!(blocked["outcome"], "blocked");
     assert_eq!(blocked["reason"], "rm-rf-root");
+}
+
+/// A webhook receiver on loopback: the JSON bodies POSTed to it.
+fn webhook() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/alerts", listener.local_addr().unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(conn);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok()
+                && let Ok(v) = serde_json::from_slice(&body)
+            {
+                seen.lock().unwrap().push(v);
+            }
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, got)
+}
+
+#[tokio::test]
+async fn racing_executions_to_the_limit_emit_each_alert_once_and_post_it() {
+    let (url, posted) = webhook();
+    let worker = start_worker(&[
+        ("AE_ALERT_WEBHOOK_URL", url.as_str()),
+        ("AE_RATE_SANDBOX_PER_MIN", "0"),
+        ("AE_MAX_CONCURRENT_PER_RUN", "0"),
+    ]);
+    let run = run_id("alerts");
+    let out = Command::new(binary("ae-worker"))
+        .args(["budget", "set", &run, "0.1"])
+        .env("REDIS_URL", &harness().redis_url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut started = Vec::new();
+    for _ in 0..14 {
+        let input = json!({"runId": run, "command": "true"});
+        started.push(start_activity("safeExecuteCode", input, &on(&worker.task_queue)).await);
+    }
+    let mut ran = 0;
+    for id in started {
+        let o = outcome_of(&id).await;
+        match failure_type(&o) {
+            "-" => ran += 1,
+            t => assert_eq!(t, "BudgetExceeded", "{o:?}"),
+        }
+    }
+    assert_eq!(ran, 10, "exactly the budget was spent");
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg("ae:alerts")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut harness().redis().await)
+        .await
+        .unwrap();
+    let mut thresholds: Vec<u32> = reply
+        .ids
+        .iter()
+        .filter(|e| e.get::<String>("runId").as_deref() == Some(run.as_str()))
+        .map(|e| e.get::<String>("threshold").unwrap().parse().unwrap())
+        .collect();
+    thresholds.sort();
+    assert_eq!(thresholds, [50, 80, 90, 100]);
+    // The webhook got each one too.
+    let t = Instant::now();
+    loop {
+        let mut got: Vec<u64> = posted
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a["runId"] == run.as_str())
+            .map(|a| a["threshold"].as_u64().unwrap())
+            .collect();
+        got.sort();
+        if got == [50, 80, 90, 100] {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "webhook got {got:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
