@@ -408,6 +408,11 @@ pub async fn wait_for_sandbox(label: &str, value: &str, within: Duration) -> Opt
     None
 }
 
+/// A fresh run id, `tag-<uuid>`: tests never share a run's budget or guardrails by accident.
+pub fn run_id(tag: &str) -> String {
+    format!("{tag}-{}", uuid::Uuid::new_v4().simple())
+}
+
 /// `safeExecuteCode` with default options.
 pub async fn safe_execute(input: Value) -> Outcome {
     run_activity("safeExecuteCode", input, RunOpts::default())

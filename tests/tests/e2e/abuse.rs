@@ -3,14 +3,12 @@
 //! by name and by raw IP, private addresses, bypassing the proxy, DNS) is in `egress.rs`, which
 //! needs its own web server and worker configuration.
 
-use ae_tests::harness::{RunOpts, harness, run_activity, safe_execute, start_worker, worker_pid};
+use ae_tests::harness::{
+    RunOpts, harness, run_activity, run_id, safe_execute, start_worker, worker_pid,
+};
 use ae_tests::workflows::Outcome;
 use serde_json::{Value, json};
 use std::time::Duration;
-
-fn run_id(tag: &str) -> String {
-    format!("{tag}-{}", uuid::Uuid::new_v4().simple())
-}
 
 fn result(o: &Outcome) -> &Value {
     o.result

@@ -1,13 +1,9 @@
 //! `safeExecuteBatch` end to end: one sandbox for all commands, policy for all before any runs,
 //! the budget reserved up front and what was not used given back.
 
-use ae_tests::harness::{harness, safe_execute_batch};
+use ae_tests::harness::{harness, run_id, safe_execute_batch};
 use redis::AsyncCommands;
 use serde_json::json;
-
-fn run_id(tag: &str) -> String {
-    format!("{tag}-{}", uuid::Uuid::new_v4().simple())
-}
 
 async fn get(key: &str) -> Option<String> {
     harness().redis().await.get(key).await.unwrap()

@@ -2,15 +2,11 @@
 //! disabled default budget.
 
 use ae_activities::budget::{BudgetError, BudgetStore};
-use ae_tests::harness::harness;
+use ae_tests::harness::{harness, run_id};
 use redis::AsyncCommands;
 use std::time::Duration;
 
 const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
-
-fn run_id(tag: &str) -> String {
-    format!("{tag}-{}", uuid::Uuid::new_v4().simple())
-}
 
 #[tokio::test]
 async fn the_same_attempt_is_never_charged_twice() {

@@ -3,16 +3,13 @@
 //! leaves no sandbox behind once its liveness lapses).
 
 use ae_tests::harness::{
-    RunOpts, binary, harness, outcome_of, safe_execute, sandboxes_with_label, start_activity,
-    start_worker, wait_for_no_networks, wait_for_no_sandboxes, wait_for_sandbox, worker_pid,
+    RunOpts, binary, harness, outcome_of, run_id, safe_execute, sandboxes_with_label,
+    start_activity, start_worker, wait_for_no_networks, wait_for_no_sandboxes, wait_for_sandbox,
+    worker_pid,
 };
 use serde_json::json;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn run_id(tag: &str) -> String {
-    format!("{tag}-{}", uuid::Uuid::new_v4().simple())
-}
 
 fn kill_switch(redis_url: &str, args: &[&str]) -> String {
     let out = Command::new(binary("ae-worker"))

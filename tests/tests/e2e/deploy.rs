@@ -2,7 +2,7 @@
 //! workflow; approvals and rejections are sent with the real `temporal` CLI, as an operator would.
 
 use ae_tests::harness::{
-    RunOpts, audit_records, binary, harness, run_activity, start_worker, temporal_cli,
+    RunOpts, audit_records, binary, harness, run_activity, run_id, start_worker, temporal_cli,
 };
 use ae_tests::workflows::{
     DeployAfterApproval, DeployAfterApprovalWorkflow, Outcome, SeenFailure, TEST_WORKFLOW_QUEUE,
@@ -18,10 +18,6 @@ use temporalio_client::errors::WorkflowGetResultError;
 use temporalio_client::{
     WorkflowDescribeOptions, WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowStartOptions,
 };
-
-fn run_id(tag: &str) -> String {
-    format!("{tag}-{}", uuid::Uuid::new_v4().simple())
-}
 
 /// A project whose steps work in the busybox sandbox and whose deploy prints a URL.
 fn project(run: &str) -> BuildAndDeployInput {

@@ -3,7 +3,7 @@
 //! (`allowed.test`, `denied.test`, ...) to a web server this test runs on the host.
 
 use ae_tests::harness::{
-    ExtraWorker, RunOpts, harness, run_activity, start_worker, wait_for_no_networks,
+    ExtraWorker, RunOpts, harness, run_activity, run_id, start_worker, wait_for_no_networks,
     wait_for_no_sandboxes, wait_for_sandbox,
 };
 use serde_json::{Value, json};
@@ -90,10 +90,6 @@ async fn execute(input: Value) -> Value {
     o.result
         .clone()
         .unwrap_or_else(|| panic!("expected a result, got {o:?}"))
-}
-
-fn run_id(tag: &str) -> String {
-    format!("{tag}-{}", uuid::Uuid::new_v4().simple())
 }
 
 /// Shell that speaks to the proxy by hand (busybox has no curl): `$PROXY` is `ip:port`, `$AUTH`

@@ -1,15 +1,13 @@
 //! `safeExecuteCode` end to end: a workflow on a real Temporal server schedules the activity by
 //! name on `autonomous-enterprise`; the real `ae-worker` runs it against real Redis and Docker.
 
-use ae_tests::harness::{RunOpts, harness, run_activity, safe_execute, wait_for_no_sandboxes};
+use ae_tests::harness::{
+    RunOpts, harness, run_activity, run_id, safe_execute, wait_for_no_sandboxes,
+};
 use ae_tests::workflows::Outcome;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-
-fn run_id(tag: &str) -> String {
-    format!("{tag}-{}", uuid::Uuid::new_v4().simple())
-}
 
 fn result(o: &Outcome) -> &Value {
     o.result

@@ -1,13 +1,9 @@
 //! Fail closed: when Docker, the sandbox image or Redis cannot answer, nothing runs, the caller
 //! gets a typed retryable failure, and nothing is charged.
 
-use ae_tests::harness::{RunOpts, harness, run_activity, start_worker};
+use ae_tests::harness::{RunOpts, harness, run_activity, run_id, start_worker};
 use redis::AsyncCommands;
 use serde_json::json;
-
-fn run_id(tag: &str) -> String {
-    format!("{tag}-{}", uuid::Uuid::new_v4().simple())
-}
 
 async fn spent(run: &str) -> Option<String> {
     harness()

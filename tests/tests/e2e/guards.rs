@@ -3,7 +3,7 @@
 //! slots (also after a worker is SIGKILLed) and the circuit breaker.
 
 use ae_tests::harness::{
-    ExtraWorker, RunOpts, binary, harness, outcome_of, run_activity, sandboxes_with_label,
+    ExtraWorker, RunOpts, binary, harness, outcome_of, run_activity, run_id, sandboxes_with_label,
     start_activity, start_worker, start_worker_on, wait_for_no_sandboxes, wait_for_sandbox,
     worker_pid,
 };
@@ -12,10 +12,6 @@ use redis::AsyncCommands;
 use serde_json::{Value, json};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn run_id(tag: &str) -> String {
-    format!("{tag}-{}", uuid::Uuid::new_v4().simple())
-}
 
 /// Two workers with the default guardrails (plus `env`) on a queue of their own.
 fn fleet(env: &[(&str, &str)]) -> (String, ExtraWorker, ExtraWorker) {

@@ -3,16 +3,14 @@
 //! env value hidden in a binary output file, and a newline in a command trying to forge a log
 //! line.
 
-use ae_tests::harness::{ExtraWorker, RunOpts, harness, run_activity, start_worker, worker_pid};
+use ae_tests::harness::{
+    ExtraWorker, RunOpts, harness, run_activity, run_id, start_worker, worker_pid,
+};
 use ae_tests::workflows::Outcome;
 use base64::Engine as _;
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-
-fn run_id(tag: &str) -> String {
-    format!("{tag}-{}", uuid::Uuid::new_v4().simple())
-}
 
 async fn execute_on(worker: &ExtraWorker, input: Value) -> Outcome {
     let opts = RunOpts {

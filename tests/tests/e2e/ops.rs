@@ -6,17 +6,13 @@
 //! profile; and the README's quickest try, `temporal activity execute`, through the CLI.
 
 use ae_tests::harness::{
-    ADMIN_TOKEN, RunOpts, harness, http, outcome_of, safe_execute, sandboxes_with_label,
+    ADMIN_TOKEN, RunOpts, harness, http, outcome_of, run_id, safe_execute, sandboxes_with_label,
     start_activity, start_worker, start_worker_without, temporal_cli, wait_for_http,
     wait_for_no_sandboxes, wait_for_sandbox, worker_pid,
 };
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 use std::time::Duration;
-
-fn run_id(tag: &str) -> String {
-    format!("{tag}-{}", uuid::Uuid::new_v4().simple())
-}
 
 /// The sum of every sample of `name` whose labels include all of `labels`.
 fn sample_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
