@@ -4,9 +4,8 @@
 //! with KillSwitchEngaged and each worker kills its running sandboxes of that run (or all of
 //! them) within about a second.
 
+use crate::ops::RedisArgs;
 use ae_activities::control::KillSwitch;
-use anyhow::Context;
-use std::time::Duration;
 
 /// Options of `ae-worker kill-switch`.
 #[derive(clap::Args, Debug)]
@@ -20,21 +19,13 @@ pub struct KillSwitchArgs {
     /// Why, shown to callers in the KillSwitchEngaged message.
     #[arg(long, default_value = "engaged by an operator")]
     pub reason: String,
-    /// The Redis the workers share.
-    #[arg(long, env = "REDIS_URL", default_value = ae_activities::config::DEFAULT_REDIS_URL)]
-    pub redis_url: String,
+    #[command(flatten)]
+    pub redis: RedisArgs,
 }
 
 /// Carries out the action and prints the resulting state.
 pub async fn run(args: KillSwitchArgs) -> anyhow::Result<()> {
-    let client = redis::Client::open(args.redis_url.as_str()).context("bad REDIS_URL")?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(3)))
-        .set_response_timeout(Some(Duration::from_secs(3)));
-    let conn = redis::aio::ConnectionManager::new_with_config(client, config)
-        .await
-        .with_context(|| format!("cannot reach Redis at {}", args.redis_url))?;
-    let switch = KillSwitch::new(conn);
+    let switch = KillSwitch::new(args.redis.connect().await?);
     let run = args.run.as_deref();
     match args.action.as_str() {
         "on" => switch.engage(run, &args.reason).await?,

@@ -10,7 +10,7 @@ use anyhow::Context;
 use serde::Serialize;
 use std::time::Duration;
 
-/// The Redis the workers share.
+/// The Redis the workers share (every operator command's `--redis-url` / `REDIS_URL`).
 #[derive(clap::Args, Debug)]
 pub struct RedisArgs {
     /// Redis URL.
