@@ -1,7 +1,18 @@
 #!/usr/bin/env bash
 # Installs everything this project needs on a fresh machine of its kind (Debian, root,
 # registries: Debian packages, PyPI, crates.io). Idempotent: skips what is already there.
+#
+# --gvisor also installs gVisor (Debian's runsc) and registers it with the Docker engine (see
+# scripts/install-gvisor.sh); without it Docker is left alone.
 set -euo pipefail
+
+with_gvisor=0
+for arg in "$@"; do
+  case "$arg" in
+    --gvisor) with_gvisor=1 ;;
+    *) echo "install-deps: unknown option $arg (known: --gvisor)" >&2; exit 2 ;;
+  esac
+done
 
 need_apt=()
 command -v protoc >/dev/null        || need_apt+=(protobuf-compiler)
@@ -29,4 +40,7 @@ fi
 command -v pyenv >/dev/null && pyenv rehash || true
 
 command -v cargo-nextest >/dev/null || true
+if [ "$with_gvisor" = 1 ]; then
+  bash "$(dirname "$0")/install-gvisor.sh"
+fi
 echo "install-deps: ok (protoc $(protoc --version | cut -d' ' -f2), redis $(redis-server --version | cut -d' ' -f3), temporal $(temporal --version 2>/dev/null | head -1))"

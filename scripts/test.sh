@@ -3,7 +3,10 @@
 # ports and talk to the local Docker engine; nothing needs to be running beforehand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
+# --gvisor: the abuse and egress suites also run under gVisor (runsc registered with dockerd).
+bash scripts/install-deps.sh --gvisor
+# The demo test (e2e demo::) runs the sample npm project in the full image, as up.sh does.
+docker image inspect ae-sandbox:full >/dev/null 2>&1 || bash scripts/build-full-image.sh ae-sandbox:full
 
 # The e2e harness runs the real binaries, so build them before the tests (with the tests, so
 # dependencies are built once with the features the tests unify in).

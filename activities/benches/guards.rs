@@ -6,7 +6,7 @@
 
 use ae_activities::budget::BudgetStore;
 use ae_activities::guard::{GuardSettings, Guards};
-use std::process::{Command, Stdio};
+use ae_activities::testing::TestRedis;
 use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 2000;
@@ -27,26 +27,8 @@ fn row(name: &str, samples: &mut [Duration]) {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    let mut redis = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server (scripts/install-deps.sh installs it)");
-    let url = format!("redis://127.0.0.1:{port}");
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let redis = TestRedis::start_blocking();
+    let url = redis.url.clone();
     let store = BudgetStore::new(&url, 1e9, Duration::from_secs(3600)).unwrap();
     let settings = GuardSettings {
         rate_sandbox_per_min: 1_000_000_000,
@@ -115,6 +97,5 @@ async fn main() {
         &mut guards_only,
     );
     row("whole admission (guardrails + charge)", &mut guarded);
-    let _ = redis.kill();
-    let _ = redis.wait();
+    drop(redis);
 }

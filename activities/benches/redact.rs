@@ -3,7 +3,8 @@
 //! Prints MiB/s for a 64 MiB build log without secrets and for 64 MiB of key=value-dense text
 //! (an env dump where about one line in eight holds a secret), for the current engine (one-shot
 //! and streamed in 64 KiB chunks) beside the engine before issue 11 (`old_redact.rs`), in the
-//! same run. `REDACT_BENCH_MIB` changes the size.
+//! same run. `REDACT_BENCH_MIB` changes the size; `REDACT_BENCH_ONLY=build|dense` runs one input
+//! and `REDACT_BENCH_NEW_ONLY=1` skips the stream and the old engine (for profiling).
 
 mod old_redact;
 
@@ -178,11 +179,37 @@ fn key_value(bytes: usize) -> String {
     s
 }
 
-fn mib_s(bytes: usize, f: impl FnOnce() -> usize) -> (f64, usize) {
-    let t = Instant::now();
+/// Nanoseconds this thread has spent on a CPU (Linux `schedstat`), if readable.
+fn cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// MiB/s by wall time and by the thread's CPU time (`wall/cpu`): on a shared machine the
+/// thread waits for a core, and only the CPU figure says what one core does.
+struct Rate(f64, Option<f64>);
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self.1 {
+            Some(cpu) => format!("{:.0}/{cpu:.0}", self.0),
+            None => format!("{:.0}", self.0),
+        };
+        f.pad(&s)
+    }
+}
+
+fn mib_s(bytes: usize, f: impl FnOnce() -> usize) -> (Rate, usize) {
+    let mib = bytes as f64 / (1 << 20) as f64;
+    let (t, c) = (Instant::now(), cpu_ns());
     let n = f();
     let secs = t.elapsed().as_secs_f64();
-    (bytes as f64 / (1 << 20) as f64 / secs, n)
+    let cpu = c.zip(cpu_ns()).map(|(a, b)| mib / ((b - a) as f64 / 1e9));
+    (Rate(mib / secs, cpu), n)
 }
 
 fn main() {
@@ -196,19 +223,39 @@ fn main() {
     // Compile the rules before timing.
     let _ = new.redact("warm up");
     let _ = old.redact("warm up");
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "redaction throughput, one core, {mib} MiB inputs, {} built-in rules",
-        Redactor::rule_count()
+        "redaction throughput, one core, {mib} MiB inputs, {} built-in rules, load {}",
+        Redactor::rule_count(),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
+    println!("MiB/s as wall/cpu: by wall time / by this thread's CPU time");
     println!(
         "{:<34} {:>12} {:>12} {:>12} {:>11}",
         "input", "new MiB/s", "stream MiB/s", "old MiB/s", "redactions"
     );
-    for (name, text) in [
-        ("build log, no secrets", build_log(size)),
-        ("key=value-dense (1 in 8 secret)", key_value(size)),
+    let only = std::env::var("REDACT_BENCH_ONLY").unwrap_or_default();
+    let new_only = std::env::var_os("REDACT_BENCH_NEW_ONLY").is_some();
+    for (key, name, gen_text) in [
+        (
+            "build",
+            "build log, no secrets",
+            build_log as fn(usize) -> String,
+        ),
+        ("dense", "key=value-dense (1 in 8 secret)", key_value),
     ] {
+        if !only.is_empty() && only != key {
+            continue;
+        }
+        let text = gen_text(size);
         let (new_rate, n) = mib_s(text.len(), || new.redact(&text).1);
+        if new_only {
+            println!("{name:<34} {new_rate:>12} {:>12} {:>12} {n:>11}", "-", "-");
+            continue;
+        }
         let (stream_rate, _) = mib_s(text.len(), || {
             let mut s = new.stream();
             let mut total = 0;
@@ -219,7 +266,7 @@ fn main() {
         });
         let (old_rate, old_n) = mib_s(text.len(), || old.redact(&text).1);
         println!(
-            "{name:<34} {new_rate:>12.0} {stream_rate:>12.0} {old_rate:>12.0} {:>11}",
+            "{name:<34} {new_rate:>12} {stream_rate:>12} {old_rate:>12} {:>11}",
             format!("{n} / {old_n}")
         );
     }

@@ -12,6 +12,12 @@
 //!   any other activity citing it is refused; retries of the same activity pass. When Redis
 //!   cannot answer the deploy fails closed and retryably (BudgetStoreUnavailable).
 //!
+//! A plan may carry a pre-approved `rollbackCommand` (progressive deployments). Its rollback
+//! (`rollback: true`) is backed by the latest client approval from the approver naming the
+//! plan's digest, once the plan's deploy used it, at most once
+//! (`ae:approval:used:<workflowRunId>:<eventId>:rollback`); a later rejection or the approval's
+//! expiry does not stop it, since undoing an approved deploy is the safe direction.
+//!
 //! It records the client identity the server stored with the signal. That identity, like the
 //! approver name, is whatever the sending client claims, so approvals can also be signed: with
 //! approver keys configured, the signal must carry an Ed25519 signature over
@@ -60,6 +66,10 @@ pub struct Deployment<'a> {
     pub approver: &'a str,
     /// The digest of the plan being deployed.
     pub plan_digest: &'a str,
+    /// The plan's pre-approved rollback is run, not its deploy: the approval is the latest one
+    /// from the approver naming this digest, and a later rejection (of a later stage) does not
+    /// void it, since undoing a deploy is always allowed to the one who approved it.
+    pub rollback: bool,
 }
 
 /// A verified approval.
@@ -89,6 +99,7 @@ pub async fn check(
     ctx: &ActivityContext,
     approver: &str,
     plan_digest: &str,
+    rollback: bool,
 ) -> Result<Verified, Failure> {
     let info = ctx.info();
     let non_empty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
@@ -124,10 +135,48 @@ pub async fn check(
         run_id: &run_id,
         approver,
         plan_digest,
+        rollback,
     };
     let verified = policy.verify(&events, &deployment, unix_now())?;
-    spend(store, &run_id, verified.event_id, &info.activity_id).await?;
+    if rollback {
+        spend_rollback(store, &run_id, verified.event_id, &info.activity_id).await?;
+    } else {
+        spend(store, &run_id, verified.event_id, &info.activity_id).await?;
+    }
     Ok(verified)
+}
+
+/// Like [`spend`], for the plan's rollback: only once the approval was used by the plan's
+/// deploy (there is nothing to undo before), and once (a second rollback is refused).
+pub async fn spend_rollback(
+    store: &BudgetStore,
+    workflow_run_id: &str,
+    event_id: i64,
+    activity_id: &str,
+) -> Result<(), Failure> {
+    let deployed: Option<String> = redis::cmd("GET")
+        .arg(used_key(workflow_run_id, event_id))
+        .query_async(&mut store.connection())
+        .await
+        .map_err(|e| {
+            Failure::new(
+                FailureType::BudgetStoreUnavailable,
+                format!("cannot read the use of the approval from Redis: {e}"),
+            )
+        })?;
+    if deployed.is_none() {
+        return Err(invalid(format!(
+            "the approval (signal event {event_id}) was not used by a deployment yet: a rollback \
+             undoes the deploy its approval authorised, and there is none"
+        )));
+    }
+    claim(
+        store,
+        &format!("{}:rollback", used_key(workflow_run_id, event_id)),
+        event_id,
+        activity_id,
+    )
+    .await
 }
 
 /// The Redis key recording which activity used the approval signalled as `event_id`.
@@ -152,9 +201,23 @@ pub async fn spend(
     event_id: i64,
     activity_id: &str,
 ) -> Result<(), Failure> {
-    let key = used_key(workflow_run_id, event_id);
+    claim(
+        store,
+        &used_key(workflow_run_id, event_id),
+        event_id,
+        activity_id,
+    )
+    .await
+}
+
+async fn claim(
+    store: &BudgetStore,
+    key: &str,
+    event_id: i64,
+    activity_id: &str,
+) -> Result<(), Failure> {
     let owner: String = redis::Script::new(CLAIM_LUA)
-        .key(&key)
+        .key(key)
         .arg(activity_id)
         .arg(USED_TTL.as_secs())
         .invoke_async(&mut store.connection())
@@ -237,6 +300,10 @@ impl ApprovalPolicy {
                 if s.approver != approver {
                     continue;
                 }
+                if d.rollback && s.plan_digest.as_deref() != Some(d.plan_digest) {
+                    // A rollback is backed by the approval of its own plan, not a later stage's.
+                    continue;
+                }
                 if let Some(w) = &a.external_workflow_execution {
                     // A workflow sent it: not a person's approval, whatever it claims.
                     from_workflow = Some(w.workflow_id.clone());
@@ -244,7 +311,7 @@ impl ApprovalPolicy {
                 }
                 found = Some((s, a.identity.clone(), e.event_id));
                 rejected_by = None;
-            } else if a.signal_name == REJECT_SIGNAL && found.is_some() {
+            } else if a.signal_name == REJECT_SIGNAL && found.is_some() && !d.rollback {
                 // A rejection counts from anyone: refusing is always safe.
                 let who = serde_json::from_slice::<RejectDeployment>(&payload.data)
                     .map(|r| r.approver)
@@ -283,6 +350,7 @@ impl ApprovalPolicy {
         }
         if let Some(expires_at) = signal.expires_at
             && now > expires_at
+            && !d.rollback
         {
             return Err(invalid(format!(
                 "the approval by {approver} expired at {expires_at} (Unix time)"
@@ -349,6 +417,7 @@ mod tests {
             run_id: "run",
             approver,
             plan_digest: digest,
+            rollback: false,
         }
     }
 
@@ -463,6 +532,49 @@ mod tests {
         let e = p.verify(&none, &dep("a", "mine"), 0).unwrap_err();
         assert_eq!(e.kind, FailureType::ApprovalInvalid);
         assert!(e.message.contains("names no planDigest"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_rollback_uses_the_approval_of_its_own_plan_despite_later_stages() {
+        let promote = signal(
+            APPROVE_SIGNAL,
+            serde_json::json!({"approver": "a", "planDigest": "promote", "expiresAt": 50}),
+            "cli@host",
+        );
+        let reject = signal(
+            REJECT_SIGNAL,
+            serde_json::json!({"approver": "b", "reason": "no"}),
+            "cli@host",
+        );
+        let ev = [approve("a"), promote, reject];
+        let p = ApprovalPolicy::default();
+        let rollback = Deployment {
+            rollback: true,
+            ..dep("a", D)
+        };
+        let v = p.verify(&ev, &rollback, 100).unwrap();
+        assert_eq!(v.approver, "a");
+        // A deploy of the same plan is refused: the latest approval names another plan and a
+        // rejection followed.
+        assert!(p.verify(&ev, &dep("a", D), 0).is_err());
+        // The promotion's approval never backs the canary's rollback, nor the other way round.
+        let promote_rollback = Deployment {
+            rollback: true,
+            ..dep("a", "other")
+        };
+        assert!(p.verify(&ev, &promote_rollback, 0).is_err());
+        // Someone else's approval backs nothing.
+        assert!(
+            p.verify(
+                &ev,
+                &Deployment {
+                    rollback: true,
+                    ..dep("b", D)
+                },
+                0
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! Each record carries the fields of seed 000 §3 and seed 004 (who, action, environment,
 //! outcome, approval, time) and is emitted as a `tracing` event with target `ae_audit`, so it
 //! flows wherever the worker's logs go (JSON with `AE_LOG_FORMAT=json`). When `AE_AUDIT_FILE`
-//! names a file, records are also appended there as JSON lines. Every string is redacted. This
+//! names a file, records are also appended there as JSON lines. Every string is redacted.
+//! Workflows (which cannot reach Redis) append their phases and decisions, and their alerts to
+//! `ae:alerts`, through the `recordDeploymentEvent` activity ([`AuditLog::append_event`]). This
 //! module does not decide anything; it records what others decided.
 
 use crate::redact::Redactor;
@@ -189,6 +191,55 @@ impl AuditLog {
                 tracing::error!(path = ?self.path, error = %e, "cannot append to the audit file");
             }
         }
+    }
+}
+
+/// Appends one audit entry and, when `alert` is not empty, one alert, unless `marker` says an
+/// earlier attempt did: KEYS marker, audit stream, alert stream; ARGV ttl, max len, number of
+/// audit arguments, the audit field/value pairs, then the alert's.
+const EVENT_LUA: &str = r#"
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+local n = tonumber(ARGV[3])
+local audit = {}
+for i = 4, 3 + n do audit[#audit + 1] = ARGV[i] end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(audit))
+if #ARGV > 3 + n then
+  local alert = {}
+  for i = 4 + n, #ARGV do alert[#alert + 1] = ARGV[i] end
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', unpack(alert))
+end
+return 1
+"#;
+
+impl AuditLog {
+    /// Appends an event of a workflow (and its alert) exactly once per `marker` key, kept
+    /// `ttl_secs`. Ok(false): already recorded. Err: Redis did not answer (nothing written).
+    pub async fn append_event(
+        &self,
+        marker: &str,
+        ttl_secs: u64,
+        entry: &[(&str, String)],
+        alert: &[(&str, String)],
+    ) -> Result<bool, String> {
+        let Some((conn, max_len)) = &self.stream else {
+            return Err("the audit stream is not configured".into());
+        };
+        let script = redis::Script::new(EVENT_LUA);
+        let mut call = script.prepare_invoke();
+        call.key(marker)
+            .key(AUDIT_STREAM)
+            .key(crate::budget::ALERT_STREAM)
+            .arg(ttl_secs.max(1))
+            .arg(*max_len)
+            .arg(entry.len() * 2);
+        for (k, v) in entry.iter().chain(alert) {
+            call.arg(*k).arg(v);
+        }
+        let added: i64 = call
+            .invoke_async(&mut conn.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(added == 1)
     }
 }
 

@@ -32,6 +32,8 @@ pub mod label {
     pub const IMAGE: &str = "ae.image";
     /// The profile a sandbox was made with (`sandbox`, `production`).
     pub const PROFILE: &str = "ae.profile";
+    /// The isolation tier a sandbox runs under (`runc`, `gvisor`).
+    pub const RUNTIME: &str = "ae.runtime";
     /// Unix time after which it must not exist.
     pub const EXPIRES: &str = "ae.expires";
     /// Unix time a sandbox network was created.

@@ -3,7 +3,7 @@
 //! Map of the modules, from the activities down (an arrow is "uses"; there are no cycles):
 //!
 //! ```text
-//! SafeActivities ─► activity/{execute, batch, deploy (+ approve)}
+//! SafeActivities ─► activity/{execute, batch, deploy (+ approve), session}
 //!                      │ each one screen: its steps, in order
 //!                      ▼
 //!                   pipeline/{validate ─► admit ─► reserve ─► run ─► finish}  + Engine
@@ -20,7 +20,8 @@
 //!                                                          hardening, registry, removal)
 //! ```
 //!
-//! Beside them: [`config`] (every setting, resolved once), [`error`] (typed failures),
+//! Beside them: [`live`] (a running command's output, redacted, for heartbeat tails and the
+//! `ae:output:<runId>` stream), [`config`] (every setting, resolved once), [`error`] (typed failures),
 //! [`shutdown`] (the token and tasks that stop the worker's background work), [`metrics`] (the
 //! Prometheus counters the activities and `admit` record; the binary's /metrics renders them).
 //! [`SafeActivities`] is what a Temporal worker registers.
@@ -35,15 +36,21 @@ pub mod docker;
 pub mod egress;
 pub mod error;
 pub mod guard;
+pub mod live;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod redact;
 pub mod sandbox;
 pub mod shutdown;
+#[doc(hidden)]
+pub mod testing;
 pub mod workspace;
 
-use ae_workflows_spec::{BatchResult, DeploymentResult, ExecutionResult};
+use ae_workflows_spec::progressive::EventRecorded;
+use ae_workflows_spec::{
+    BatchResult, CloseSandboxResult, DeploymentResult, ExecutionResult, OpenSandboxResult,
+};
 use std::sync::Arc;
 use temporalio_common::data_converters::RawValue;
 use temporalio_macros::activities;
@@ -97,5 +104,35 @@ impl SafeActivities {
         input: RawValue,
     ) -> Result<DeploymentResult, ActivityError> {
         self.engine.deploy_with_approval(&ctx, input).await
+    }
+
+    /// Appends a workflow's phase or decision to the audit stream (and alerts).
+    #[activity(name = "recordDeploymentEvent")]
+    pub async fn record_deployment_event(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: RawValue,
+    ) -> Result<EventRecorded, ActivityError> {
+        self.engine.record_deployment_event(&ctx, input).await
+    }
+
+    /// Opens a session: a sandbox kept on this worker for many executions of one run.
+    #[activity(name = "openSandbox")]
+    pub async fn open_sandbox(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: RawValue,
+    ) -> Result<OpenSandboxResult, ActivityError> {
+        self.engine.open_session(&ctx, input).await
+    }
+
+    /// Closes a session (idempotent).
+    #[activity(name = "closeSandbox")]
+    pub async fn close_sandbox(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: RawValue,
+    ) -> Result<CloseSandboxResult, ActivityError> {
+        self.engine.close_session(&ctx, input).await
     }
 }

@@ -12,8 +12,8 @@ use crate::pipeline::Stop;
 use crate::policy::PolicyDecision;
 use ae_workflows_spec::{BatchResult, DeploymentResult, ExecutionResult, FailureType};
 use prometheus::{
-    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, Opts, Registry, TextEncoder,
 };
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -47,6 +47,9 @@ pub struct Metrics {
     pub pool_ready: IntGauge,
     /// `sandbox_pool_size`: the warm pool's configured size.
     pub pool_size: IntGauge,
+    /// `live_output_dropped_bytes_total`: redacted live output not appended to `ae:output:*`
+    /// (the writer's queue was full, or Redis failed).
+    pub live_output_dropped: IntCounter,
 }
 
 /// Duration buckets in seconds: commands run from milliseconds to an hour.
@@ -155,6 +158,14 @@ impl Metrics {
                 "Started sandboxes waiting in the warm pool.",
             ),
             pool_size: gauge("sandbox_pool_size", "The warm pool's configured size."),
+            live_output_dropped: reg(
+                &registry,
+                IntCounter::new(
+                    "live_output_dropped_bytes_total",
+                    "Redacted live output dropped instead of appended to ae:output:<runId>.",
+                )
+                .expect("valid metric"),
+            ),
             registry,
         }
     }

@@ -47,6 +47,58 @@ fn stream_releases_complete_lines_early_and_holds_open_key_blocks() {
 }
 
 #[test]
+fn a_finished_line_goes_out_at_once_even_with_long_known_values() {
+    // Live output: a short line must not wait for a window as long as the longest env value
+    // (or its hex form); only a value holding a newline can cross a line end.
+    let red = Redactor::standard().with_env([(
+        "API_TOKEN",
+        "a-long-secret-value-that-is-much-longer-than-a-line-0123456789",
+    )]);
+    let mut s = red.stream();
+    assert_eq!(s.push(b"line 1\n"), b"line 1\n");
+    assert_eq!(s.push(b"a-long-secret-value"), b"");
+    assert_eq!(
+        s.push(b"-that-is-much-longer-than-a-line-0123456789 ok\n"),
+        b"[REDACTED:ENV_VALUE] ok\n"
+    );
+    // A multi-line value (a PEM body, say) still holds its window across line ends.
+    let red = Redactor::standard().with_env([("CERT_PASSWORD", "first-line-abc\nsecond-line-xyz")]);
+    let mut s = red.stream();
+    assert_eq!(s.push(b"first-line-abc\n"), b"");
+    let out = [
+        s.push(b"second-line-xyz and more text to pass the window\n"),
+        s.finish(),
+    ]
+    .concat();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "[REDACTED:ENV_VALUE] and more text to pass the window\n"
+    );
+}
+
+#[test]
+fn short_lines_after_an_open_key_block_cost_linear_time() {
+    // A key block that never ends holds everything back; each release attempt scans all that
+    // is pending. Retrying at every short line would be quadratic.
+    let red = Redactor::standard();
+    let mut s = red.stream();
+    let t = std::time::Instant::now();
+    let mut out = s.push(b"-----BEGIN RSA PRIVATE KEY-----\n");
+    let line = b"MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV9ffLd\n";
+    for _ in 0..(3 << 20) / line.len() {
+        out.extend(s.push(line));
+    }
+    out.extend(s.finish());
+    let took = t.elapsed();
+    assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+    assert!(
+        out.starts_with(b"[REDACTED:PRIVATE_KEY]"),
+        "{:?}",
+        &out[..40]
+    );
+}
+
+#[test]
 fn bytes_redaction_finds_env_values_and_patterns_in_binary() {
     let red = Redactor::standard().with_env([("DEPLOY_TOKEN", "s3cr3t-deploy-value")]);
     let mut bin = vec![0u8, 159, 146, 150, 0xff];

@@ -1,7 +1,8 @@
 """`buildAndDeployWorkflow` with the official Temporal Python SDK.
 
 The same flow as the Rust reference workflow (workflows-spec/src/workflow.rs): install, test and
-build in ONE `safeExecuteBatch`, publish the deployment plan through the `pendingApproval` query,
+build in ONE session (`openSandbox`, then three `safeExecuteCode` with its `sandboxId` on the
+session's own task queue, then `closeSandbox` on every path), publish the deployment plan through the `pendingApproval` query,
 wait for an `approveDeployment` or `rejectDeployment` signal (at most `approvalTimeoutSecs`,
 default 24 h), then `deployWithApproval`.
 
@@ -129,6 +130,60 @@ def _activity_options(minutes: int) -> Dict[str, Any]:
     }
 
 
+# A session's activities go to the task queue of the worker holding its sandbox. If that worker
+# died nobody polls the queue: the schedule-to-start timeout (never retried) ends the call then.
+SESSION_SCHEDULE_TO_START = timedelta(seconds=30)
+SESSION_IDLE_TIMEOUT_MS = 15 * 60 * 1000
+
+
+def _session_options(session: Dict[str, Any], minutes: int) -> Dict[str, Any]:
+    return {
+        **_activity_options(minutes),
+        "task_queue": session["taskQueue"],
+        "schedule_to_start_timeout": SESSION_SCHEDULE_TO_START,
+    }
+
+
+async def _build_in_session(
+    run_id: str, workspace_files: List[Dict[str, Any]], steps: List[tuple]
+) -> float:
+    """Install, test and build in one session; returns their cost. Raises BuildFailed at the
+    first step that exits non-zero. The session is closed on every path (closing is
+    idempotent; should the close itself fail, the session's idle timeout reaps it)."""
+    open_input: Dict[str, Any] = {"runId": run_id, "idleTimeoutMs": SESSION_IDLE_TIMEOUT_MS}
+    if workspace_files:
+        open_input["workspaceFiles"] = workspace_files
+    session = await workflow.execute_activity(
+        "openSandbox", open_input, **_activity_options(5)
+    )
+    cost = 0.0
+    try:
+        for name, command in steps:
+            result = await workflow.execute_activity(
+                "safeExecuteCode",
+                {
+                    "runId": run_id,
+                    "command": command,
+                    "timeout": COMMAND_TIMEOUT_MS,
+                    "sandboxId": session["sandboxId"],
+                },
+                **_session_options(session, 6),
+            )
+            cost += result["cost"]
+            if result["exitCode"] != 0 or result["timedOut"]:
+                raise _fail("BuildFailed", f"{name} failed: {result['stderr'][-2000:]}")
+    finally:
+        try:
+            await workflow.execute_activity(
+                "closeSandbox",
+                {"sandboxId": session["sandboxId"]},
+                **_session_options(session, 1),
+            )
+        except Exception:  # noqa: BLE001 - the idle timeout reaps it; the build's outcome counts
+            workflow.logger.warning("closeSandbox failed; the session's idle timeout reaps it")
+    return cost
+
+
 def _fail(kind: str, message: str) -> ApplicationError:
     return ApplicationError(message, type=kind, non_retryable=True)
 
@@ -151,22 +206,7 @@ class BuildAndDeployWorkflow:
             ("build", _or(input.get("buildCommand"), "npm run build")),
         ]
 
-        batch_input: Dict[str, Any] = {
-            "runId": run_id,
-            "commands": [{"command": c, "timeout": COMMAND_TIMEOUT_MS} for _, c in steps],
-            "stopOnError": True,
-        }
-        if workspace_files:
-            batch_input["workspaceFiles"] = workspace_files
-        batch = await workflow.execute_activity(
-            "safeExecuteBatch", batch_input, **_activity_options(20)
-        )
-        if not batch["succeeded"]:
-            i = _or(batch.get("failedIndex"), 0)
-            step = steps[i][0] if i < len(steps) else "build"
-            results = batch.get("results") or []
-            stderr = results[i].get("stderr", "") if i < len(results) else ""
-            raise _fail("BuildFailed", f"{step} failed: {stderr[-2000:]}")
+        build_cost = await _build_in_session(run_id, workspace_files, steps)
 
         deploy: Dict[str, Any] = {
             "runId": run_id,
@@ -178,6 +218,8 @@ class BuildAndDeployWorkflow:
             deploy["workspaceFiles"] = workspace_files
         if input.get("deployEnv"):
             deploy["env"] = input["deployEnv"]
+        if input.get("deployDomains") is not None:
+            deploy["allowedDomains"] = input["deployDomains"]
         self._pending = plan_of(deploy)
 
         wait = _or(input.get("approvalTimeoutSecs"), DEFAULT_APPROVAL_TIMEOUT_SECS)
@@ -208,7 +250,7 @@ class BuildAndDeployWorkflow:
         out: Dict[str, Any] = {"success": result["success"]}
         if result.get("url") is not None:
             out["url"] = result["url"]
-        out["totalCost"] = batch["totalCost"] + result["cost"]
+        out["totalCost"] = round(build_cost + result["cost"], 6)
         out["budgetRemaining"] = result["budgetRemaining"]
         out["approvedBy"] = result["approvedBy"]
         out["approverIdentity"] = result["approverIdentity"]

@@ -132,6 +132,8 @@ export interface BuildAndDeployInput {
   /** Default `<platform> deploy --prod`. */
   deployCommand?: string;
   deployEnv?: Record<string, string>;
+  /** Hosts the deploy may reach; default per platform. */
+  deployDomains?: string[];
   /** Default 86400 (24 h). */
   approvalTimeoutSecs?: number;
 }
@@ -220,6 +222,7 @@ export async function buildAndDeployWorkflow(input: BuildAndDeployInput): Promis
     command: input.deployCommand ?? `${input.deployPlatform} deploy --prod`,
     workspaceFiles: workspaceFiles.length > 0 ? workspaceFiles : undefined,
     env: Object.keys(deployEnv).length > 0 ? deployEnv : undefined,
+    allowedDomains: input.deployDomains,
     timeout: COMMAND_TIMEOUT_MS,
   };
   // DeploymentPlan::of: the worker computes the same plan and digest from the same input.

@@ -560,7 +560,8 @@ kill -KILL "$child" 2>/dev/null"#;
     Ok((child, stdin))
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A port free on 127.0.0.1 right now.
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

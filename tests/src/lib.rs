@@ -3,4 +3,6 @@
 //! would. The tests themselves are in `tests/tests/`.
 
 pub mod harness;
+pub mod tiers;
+pub mod tls;
 pub mod workflows;

@@ -1,7 +1,8 @@
 //! The test workflows: one schedules any activity by name on any task queue and reports what
 //! came back, including the typed failure, so tests can assert on exactly what a workflow sees;
 //! one deploys after an approval signal (sent by a person's client or by its own child
-//! workflow), so tests can try to misuse an approval.
+//! workflow), so tests can try to misuse an approval; one opens a session and runs steps on
+//! the session's own task queue, as a workflow using sessions does.
 
 use ae_workflows_spec::workflow::BuildAndDeployWorkflow;
 use ae_workflows_spec::{ApproveDeployment, DeploymentPlan};
@@ -277,4 +278,125 @@ fn fail(message: String) -> temporalio_sdk::error::ApplicationFailure {
     temporalio_sdk::error::ApplicationFailure::builder(message)
         .non_retryable(true)
         .build()
+}
+
+/// One activity of a [`SessionScriptWorkflow`], scheduled on the session's task queue. Any
+/// JSON string `"$sandboxId"` in `input` becomes the session's id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionStep {
+    pub activity: String,
+    pub input: Value,
+    /// Wait this long (a workflow timer) before scheduling it.
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+/// Input of [`SessionScriptWorkflow`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionScript {
+    /// Where `openSandbox` is scheduled (a worker's shared queue).
+    pub task_queue: String,
+    /// The `openSandbox` input.
+    pub open: Value,
+    /// Groups run in order; the steps of a group run at the same time.
+    pub groups: Vec<Vec<SessionStep>>,
+}
+
+/// What a [`SessionScriptWorkflow`] saw.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRun {
+    /// `openSandbox`'s outcome.
+    pub open: Outcome,
+    /// Each step's outcome, by group.
+    pub groups: Vec<Vec<Outcome>>,
+}
+
+/// Opens a session, then runs the steps on its task queue.
+#[workflow]
+#[derive(Default)]
+pub struct SessionScriptWorkflow;
+
+#[workflow_methods]
+impl SessionScriptWorkflow {
+    #[run(name = "sessionScript")]
+    pub async fn run(
+        ctx: &mut WorkflowContext<Self>,
+        script: SessionScript,
+    ) -> WorkflowResult<SessionRun> {
+        let opts = |queue: &str| {
+            ActivityOptions::with_start_to_close_timeout(Duration::from_secs(120))
+                .task_queue(queue.to_string())
+                .schedule_to_start_timeout(Duration::from_secs(30))
+                .heartbeat_timeout(Duration::from_secs(10))
+                .retry_policy(RetryPolicy::builder().maximum_attempts(1).build())
+                .build()
+        };
+        let opened = ctx
+            .execute_activity(
+                ByName("openSandbox".into()),
+                script.open.clone(),
+                opts(&script.task_queue),
+            )
+            .await;
+        let mut run = SessionRun {
+            open: seen(opened),
+            groups: Vec::new(),
+        };
+        let Some(session) = run.open.result.clone() else {
+            return Ok(run);
+        };
+        let id = session["sandboxId"].clone();
+        let queue = session["taskQueue"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        for group in script.groups {
+            let mut pending = Vec::new();
+            for step in group {
+                if step.delay_ms > 0 {
+                    ctx.timer(Duration::from_millis(step.delay_ms)).await;
+                }
+                let input = with_sandbox_id(step.input, &id);
+                pending.push(ctx.execute_activity(ByName(step.activity), input, opts(&queue)));
+            }
+            let done = futures::future::join_all(pending).await;
+            run.groups.push(done.into_iter().map(seen).collect());
+        }
+        Ok(run)
+    }
+}
+
+/// `"$sandboxId"` strings replaced by `id`, everywhere in `v`.
+fn with_sandbox_id(v: Value, id: &Value) -> Value {
+    match v {
+        Value::String(s) if s == "$sandboxId" => id.clone(),
+        Value::Array(a) => Value::Array(a.into_iter().map(|x| with_sandbox_id(x, id)).collect()),
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, x)| (k, with_sandbox_id(x, id)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// What an activity's result looks like to a test.
+fn seen(r: Result<Value, ActivityExecutionError>) -> Outcome {
+    match r {
+        Ok(v) => Outcome {
+            result: Some(v),
+            ..Default::default()
+        },
+        Err(ActivityExecutionError::Cancelled(_)) => Outcome {
+            cancelled: true,
+            ..Default::default()
+        },
+        Err(e) => Outcome {
+            error: e.failure().map(application_failure),
+            ..Default::default()
+        },
+    }
 }

@@ -9,6 +9,7 @@ mod http;
 mod image;
 mod killswitch;
 mod logging;
+mod logs_cmd;
 mod ops;
 mod policy_cmd;
 mod redact_cmd;
@@ -43,6 +44,8 @@ enum Command {
     Circuit(ops::CircuitArgs),
     /// Print the audit stream (every execution and approval decision), optionally following it.
     Audit(ops::AuditArgs),
+    /// Print a run's live output stream (redacted), optionally following it.
+    Logs(logs_cmd::LogsArgs),
     /// Check commands against the command policy (`check`, `test`, `rules`).
     Policy {
         #[command(subcommand)]
@@ -77,6 +80,7 @@ async fn main() -> std::process::ExitCode {
         Command::Budget(args) => ops::budget(args).await,
         Command::Circuit(args) => ops::circuit(args).await,
         Command::Audit(args) => ops::audit(args).await,
+        Command::Logs(args) => logs_cmd::logs(args).await,
         Command::Policy { command } => policy_cmd::run(command),
         Command::Redact(args) => redact_cmd::redact(args),
         Command::Scan(args) => match redact_cmd::scan(args) {

@@ -177,7 +177,8 @@ pub async fn audit(args: AuditArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     loop {
-        let opts = StreamReadOptions::default().block(5_000).count(100);
+        // Under the connection's 3 s response timeout, or the wait itself fails.
+        let opts = StreamReadOptions::default().block(1_000).count(100);
         let read: Option<StreamReadReply> =
             redis::AsyncCommands::xread_options(&mut conn, &[stream], &[last.as_str()], &opts)
                 .await?;

@@ -1,18 +1,24 @@
-//! `ae-worker run`: connect to Temporal, register the activities, poll until told to stop.
+//! `ae-worker run`: connect to Temporal, register the activities and the reference workflows
+//! (`buildAndDeployWorkflow`, `progressiveDeployWorkflow`), poll until told to stop.
 //!
 //! Owns the worker's identity (set explicitly: the SDK's default is empty, and operators need to
 //! tell workers apart when several poll the same queue), the heartbeat throttle (cancellation
 //! reaches an activity only through a heartbeat response, so the throttle bounds how fast a
 //! cancelled sandbox dies) and the shutdown order: on SIGTERM/SIGINT stop polling and let
 //! in-flight activities finish (10 s grace), then stop every background task (warm pool, control
-//! loop, egress proxy; see `ae_activities::shutdown`) and wait for them, then remove every
-//! sandbox and network this worker created, so nothing is refilled after the cleanup.
+//! loop, egress proxy, sessions; see `ae_activities::shutdown`) and wait for them, then remove
+//! every sandbox and network this worker created, so nothing is refilled after the cleanup.
+//!
+//! The process polls two queues: the shared task queue, and its own session queue (the
+//! worker-specific task queue pattern), where workflows schedule the activities of the sessions
+//! (`openSandbox`) this process holds.
 
 use crate::http;
 use ae_activities::config::Settings;
 use ae_activities::control::{self, ControlTimings};
 use ae_activities::shutdown::{self, Shutdown};
 use ae_activities::{Engine, SafeActivities};
+use ae_workflows_spec::progressive::workflow::ProgressiveDeployWorkflow;
 use ae_workflows_spec::workflow::BuildAndDeployWorkflow;
 use anyhow::Context;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,6 +95,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let temporal = temporal_profile(&args)?;
     let mut config = args.settings.clone().resolve();
     config.worker_id = identity.clone();
+    let session_queue = session_queue(&args.task_queue, &identity);
+    config.session_queue = session_queue.clone();
     let fleet = match args.fleet.as_deref().map(str::trim) {
         Some(f) if !f.is_empty() => f.to_string(),
         _ => ae_activities::docker::fleet_id(
@@ -100,6 +108,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     ae_activities::docker::set_fleet(&fleet);
     let background = Shutdown::new();
     let engine = Arc::new(Engine::new(config, background.token())?);
+    check_runtimes(&engine).await?;
 
     // The SDK's `temporal_*` metrics, served through our /metrics (see `http`).
     let (meter, core_metrics) = http::start_core_exporter()?;
@@ -115,6 +124,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         // Hosts the reference workflow too, so the whole flow runs from `temporal workflow start`.
         .register_workflow::<BuildAndDeployWorkflow>()
         .context("cannot register buildAndDeployWorkflow")?
+        .register_workflow::<ProgressiveDeployWorkflow>()
+        .context("cannot register progressiveDeployWorkflow")?
         .register_activities(SafeActivities::new(engine.clone()))
         .client_identity_override(identity.clone())
         .max_heartbeat_throttle_interval(Duration::from_secs(1))
@@ -122,7 +133,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .tuner(tuner(args.max_concurrent_activities))
         .graceful_shutdown_period(Duration::from_secs(10))
         .build();
-    let mut worker = Worker::new(&runtime, client, options).context("cannot create the worker")?;
+    let mut worker =
+        Worker::new(&runtime, client.clone(), options).context("cannot create the worker")?;
+    // This process's own queue, where the activities of the sessions it opens are scheduled.
+    let session_options = WorkerOptions::new(&session_queue)
+        .register_activities(SafeActivities::new(engine.clone()))
+        .client_identity_override(identity.clone())
+        .max_heartbeat_throttle_interval(Duration::from_secs(1))
+        .default_heartbeat_throttle_interval(Duration::from_secs(1))
+        .tuner(tuner(args.max_concurrent_activities))
+        .graceful_shutdown_period(Duration::from_secs(10))
+        .build();
+    let mut session_worker = Worker::new(&runtime, client, session_options)
+        .context("cannot create the session queue's worker")?;
+    let sessions_engine = engine.clone();
+    let sessions_stop = background.token();
+    background.spawn("sessions", async move {
+        let sessions = sessions_engine.sandbox().sessions().clone();
+        sessions.run_reaper(sessions_stop).await
+    });
     background.spawn(
         "control loop",
         control_loop(
@@ -149,16 +178,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!(addr = %bound, "HTTP endpoint listening");
     }
     let shutdown = worker.shutdown_handle();
+    let shutdown_sessions = session_worker.shutdown_handle();
     let polling_flag = polling.clone();
     tokio::spawn(async move {
         shutdown::signal().await;
         polling_flag.store(false, Ordering::SeqCst);
         tracing::info!("shutting down: finishing in-flight activities");
         shutdown();
+        shutdown_sessions();
     });
     tracing::info!(
         identity = %identity,
         task_queue = %args.task_queue,
+        session_queue = %session_queue,
         fleet = %fleet,
         temporal = %temporal.connection.target,
         tls = temporal.connection.tls_options.is_some(),
@@ -166,10 +198,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         "worker polling"
     );
     polling.store(true, Ordering::SeqCst);
-    let result = worker.run().await;
+    let (result, session_result) = tokio::join!(worker.run(), session_worker.run());
+    let result = result.and(session_result);
     polling.store(false, Ordering::SeqCst);
-    // In-flight activities are done: stop the pool, the control loop and the egress proxy, and
-    // wait for them, so nothing is created after the cleanup below.
+    // In-flight activities are done: stop the pool, the control loop, the egress proxy and the
+    // sessions (closing every one), and wait for them, so nothing is created after the cleanup
+    // below.
     background.stop(Duration::from_secs(10)).await;
     match engine.sandbox().remove_own().await {
         Ok(n) if n > 0 => tracing::info!(removed = n, "removed leftover sandboxes"),
@@ -289,7 +323,54 @@ fn tuner(activities: usize) -> TunerHolder {
         .build()
 }
 
+/// This process's own task queue, `<task queue>/<identity>/<random>`: unique per process, so
+/// a session's activities can only ever reach the worker holding its sandbox (a restarted
+/// worker with the same identity polls another queue).
+fn session_queue(task_queue: &str, identity: &str) -> String {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!(
+        "{task_queue}/{identity}/{:x}",
+        nonce ^ u128::from(std::process::id())
+    )
+}
+
 fn default_identity() -> String {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     format!("ae-worker@{host}:{}", std::process::id())
+}
+
+/// Fails closed when a profile's isolation tier (e.g. gVisor) is not registered with the Docker
+/// engine: the worker refuses to start rather than run sandboxes under a weaker runtime. While
+/// Docker is unreachable the worker starts as usual (every sandbox creation names its runtime,
+/// so none can fall back to another one).
+async fn check_runtimes(engine: &Engine) -> anyhow::Result<()> {
+    // gVisor does not apply an OCI seccomp profile to the commands (they run through exec):
+    // a stricter profile an operator asked for would silently not hold.
+    let cfg = &engine.config().sandbox;
+    for (var, limits) in [
+        ("AE_SANDBOX_SECCOMP_PROFILE", &cfg.default_profile),
+        ("AE_PRODUCTION_SECCOMP_PROFILE", &cfg.production),
+    ] {
+        if limits.runtime == ae_activities::config::SandboxRuntime::Gvisor
+            && limits.seccomp_profile.is_some()
+        {
+            anyhow::bail!(
+                "{var}: a seccomp profile is not applied to commands under gVisor (gVisor filters the host's system calls itself); drop it or use AE_*_RUNTIME=runc"
+            );
+        }
+    }
+    match engine.sandbox().missing_runtimes().await {
+        Ok(missing) if missing.is_empty() => Ok(()),
+        Ok(missing) => anyhow::bail!(
+            "AE_SANDBOX_RUNTIME/AE_PRODUCTION_RUNTIME need OCI runtime(s) {} that the Docker engine has not registered; install them with `scripts/install-deps.sh --gvisor` (refusing to start rather than fall back to runc)",
+            missing.join(", ")
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check the sandbox runtimes now; every sandbox creation names its runtime");
+            Ok(())
+        }
+    }
 }

@@ -1,53 +1,24 @@
 //! `ae-worker budget` and `ae-worker circuit` against a real redis-server holding keys as the
 //! seed's Python control plane writes them (SET limit, SET 0, INCRBYFLOAT spend).
 
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use ae_activities::testing::TestRedis;
+use std::process::{Command, Output};
 
-struct Redis(Child, String);
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A throw-away redis-server (`ae_activities::testing`).
+fn redis() -> TestRedis {
+    TestRedis::start_blocking()
 }
 
-fn redis() -> Redis {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Redis(child, format!("redis://127.0.0.1:{port}"))
-}
-
-fn cli(redis: &Redis, args: &[&str]) -> Output {
+fn cli(redis: &TestRedis, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ae-worker"))
         .args(args)
-        .env("REDIS_URL", &redis.1)
+        .env("REDIS_URL", &redis.url)
         .output()
         .unwrap()
 }
 
-fn redis_cli(redis: &Redis, args: &[&str]) -> String {
-    let port = redis.1.rsplit(':').next().unwrap();
+fn redis_cli(redis: &TestRedis, args: &[&str]) -> String {
+    let port = redis.url.rsplit(':').next().unwrap();
     let out = Command::new("redis-cli")
         .args(["-p", port])
         .args(args)

@@ -6,6 +6,8 @@
 use crate::batch::{BatchResult, SafeExecuteBatchInput};
 use crate::deploy::{DeployWithApprovalInput, DeploymentResult};
 use crate::execute::{ExecutionResult, SafeExecuteCodeInput};
+use crate::progressive::{DeploymentEvent, EventRecorded, RECORD_DEPLOYMENT_EVENT};
+use crate::session::{CloseSandboxInput, CloseSandboxResult, OpenSandboxInput, OpenSandboxResult};
 use temporalio_common::ActivityDefinition;
 
 /// The task queue this worker polls by default.
@@ -17,6 +19,10 @@ pub const SAFE_EXECUTE_CODE: &str = "safeExecuteCode";
 pub const SAFE_EXECUTE_BATCH: &str = "safeExecuteBatch";
 /// Wire name of the deploy activity.
 pub const DEPLOY_WITH_APPROVAL: &str = "deployWithApproval";
+/// Wire name of the activity opening a session.
+pub const OPEN_SANDBOX: &str = "openSandbox";
+/// Wire name of the activity closing a session.
+pub const CLOSE_SANDBOX: &str = "closeSandbox";
 
 macro_rules! marker {
     ($(#[$doc:meta])* $name:ident, $wire:expr, $input:ty, $output:ty) => {
@@ -46,4 +52,16 @@ marker!(
 marker!(
     /// `ctx.execute_activity(DeployWithApproval, input, opts)`.
     DeployWithApproval, DEPLOY_WITH_APPROVAL, DeployWithApprovalInput, DeploymentResult
+);
+marker!(
+    /// `ctx.execute_activity(RecordDeploymentEvent, event, opts)`: audit and alert.
+    RecordDeploymentEvent, RECORD_DEPLOYMENT_EVENT, DeploymentEvent, EventRecorded
+);
+marker!(
+    /// `ctx.execute_activity(OpenSandbox, input, opts)`.
+    OpenSandbox, OPEN_SANDBOX, OpenSandboxInput, OpenSandboxResult
+);
+marker!(
+    /// `ctx.execute_activity(CloseSandbox, input, opts)` on the session's task queue.
+    CloseSandbox, CLOSE_SANDBOX, CloseSandboxInput, CloseSandboxResult
 );

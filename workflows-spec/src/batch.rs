@@ -65,6 +65,11 @@ pub struct SafeExecuteBatchInput {
     /// Stop at the first command that exits non-zero or times out (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_on_error: Option<bool>,
+    /// Run in this open session (see `openSandbox`) instead of a fresh sandbox; schedule the
+    /// activity on the session's `taskQueue`. `image` and `allowedDomains` are the session's
+    /// and must be absent. Unknown, closed, expired or another run's: SandboxNotFound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_id: Option<String>,
 }
 
 /// Output of `safeExecuteBatch`.
@@ -84,6 +89,9 @@ pub struct BatchResult {
     pub budget_remaining: f64,
     /// Wall time of the whole batch, ms.
     pub duration_ms: u64,
+    /// The isolation tier the batch's sandbox ran under (`runc` or `gvisor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<crate::execute::SandboxRuntime>,
 }
 
 /// Heartbeat details after every command of a batch.
@@ -106,4 +114,10 @@ pub struct BatchHeartbeat {
     /// Bytes the current command has written to stderr.
     #[serde(default)]
     pub stderr_bytes: u64,
+    /// The end of the current command's stdout (at most 2 KiB), redacted; whole lines only.
+    #[serde(default)]
+    pub stdout_tail: String,
+    /// The end of the current command's stderr (at most 2 KiB), redacted; whole lines only.
+    #[serde(default)]
+    pub stderr_tail: String,
 }

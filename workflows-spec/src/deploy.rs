@@ -65,6 +65,22 @@ pub struct DeployWithApprovalInput {
     /// allowlist).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Progressive deployments: the stage this plan is for (`canary`, `promote`). Part of the
+    /// plan and its digest, so an approval (and its signature) names the stage it approves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Progressive deployments: the health check the approver approves with the plan (run by
+    /// the workflow through `safeExecuteCode`, not by this activity). Part of the digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_command: Option<String>,
+    /// Progressive deployments: the rollback approved with the plan. Part of the digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_command: Option<String>,
+    /// Run the plan's `rollbackCommand` instead of `command`, on the approval of the plan (the
+    /// rollback was approved with it). Allowed once per approval, and only after the approval
+    /// was used by the plan's deploy. Not part of the digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<bool>,
 }
 
 /// The approval a workflow passes to `deployWithApproval`.
@@ -138,6 +154,15 @@ pub struct DeploymentPlan {
     pub timeout: u64,
     /// The sandbox profile (always `production`).
     pub profile: String,
+    /// Progressive deployments: the stage approved (`canary`, `promote`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Progressive deployments: the health check approved with the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_command: Option<String>,
+    /// Progressive deployments: the rollback approved with the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_command: Option<String>,
     /// SHA-256 (hex) binding an approval to exactly this plan.
     pub plan_digest: String,
     /// Seed 000 §5.
@@ -165,7 +190,8 @@ pub struct PlanFile {
 }
 
 /// The fields the digest covers, keys in sorted order (the canonical form other languages
-/// reproduce: compact JSON, `files` and `env` in input order / sorted by name).
+/// reproduce: compact JSON, `files` and `env` in input order / sorted by name). The progressive
+/// fields appear only when set, so the digest of every other plan is unchanged.
 #[derive(Serialize)]
 struct Canonical<'a> {
     #[serde(rename = "allowedDomains")]
@@ -173,9 +199,15 @@ struct Canonical<'a> {
     command: &'a str,
     env: &'a [PlanEnv],
     files: &'a [PlanFile],
+    #[serde(rename = "healthCheckCommand", skip_serializing_if = "Option::is_none")]
+    health_check_command: &'a Option<String>,
     image: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phase: &'a Option<String>,
     platform: &'a str,
     profile: &'a str,
+    #[serde(rename = "rollbackCommand", skip_serializing_if = "Option::is_none")]
+    rollback_command: &'a Option<String>,
     #[serde(rename = "runId")]
     run_id: &'a str,
     timeout: u64,
@@ -216,6 +248,9 @@ impl DeploymentPlan {
             image: image.map(str::to_string),
             timeout,
             profile: DEPLOY_PROFILE.into(),
+            phase: None,
+            health_check_command: None,
+            rollback_command: None,
             plan_digest: String::new(),
             warning: PRODUCTION_WARNING.into(),
         };
@@ -230,7 +265,7 @@ impl DeploymentPlan {
             .allowed_domains
             .clone()
             .unwrap_or_else(|| default_domains(&input.platform));
-        Self::new(
+        let mut plan = Self::new(
             &input.run_id,
             &input.platform,
             &input.command,
@@ -239,7 +274,17 @@ impl DeploymentPlan {
             &input.env,
             input.image.as_deref(),
             input.timeout.unwrap_or(DEFAULT_DEPLOY_TIMEOUT_MS),
-        )
+        );
+        if input.phase.is_some()
+            || input.health_check_command.is_some()
+            || input.rollback_command.is_some()
+        {
+            plan.phase = input.phase.clone();
+            plan.health_check_command = input.health_check_command.clone();
+            plan.rollback_command = input.rollback_command.clone();
+            plan.plan_digest = plan.recompute_digest();
+        }
+        plan
     }
 
     /// The digest of the fields this plan shows (not the `planDigest` it claims): what an
@@ -250,9 +295,12 @@ impl DeploymentPlan {
             command: &self.command,
             env: &self.env,
             files: &self.files,
+            health_check_command: &self.health_check_command,
             image: &self.image,
+            phase: &self.phase,
             platform: &self.platform,
             profile: &self.profile,
+            rollback_command: &self.rollback_command,
             run_id: &self.run_id,
             timeout: self.timeout,
         };
@@ -321,6 +369,9 @@ pub struct DeploymentResult {
     pub approver_identity: String,
     /// Wall time, ms.
     pub duration_ms: u64,
+    /// The isolation tier the deploy ran under (`runc` or `gvisor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<crate::execute::SandboxRuntime>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -373,6 +424,9 @@ mod tests {
             Box::new(|i| {
                 i.env.remove("VERCEL_TOKEN");
             }),
+            Box::new(|i| i.phase = Some("canary".into())),
+            Box::new(|i| i.health_check_command = Some("check".into())),
+            Box::new(|i| i.rollback_command = Some("undo".into())),
         ];
         for (n, change) in changed.iter().enumerate() {
             let mut i = input();
@@ -390,6 +444,27 @@ mod tests {
             comment: None,
         });
         assert_eq!(base.plan_digest, DeploymentPlan::of(&i).plan_digest);
+        // Nor is which of the plan's commands runs.
+        i.rollback = Some(true);
+        assert_eq!(base.plan_digest, DeploymentPlan::of(&i).plan_digest);
+    }
+
+    #[test]
+    fn the_stage_of_a_progressive_plan_is_bound_into_its_digest() {
+        let staged = |phase: &str| {
+            let mut i = input();
+            i.phase = Some(phase.into());
+            i.health_check_command = Some("check".into());
+            i.rollback_command = Some("undo".into());
+            DeploymentPlan::of(&i)
+        };
+        let canary = staged("canary");
+        assert_ne!(canary.plan_digest, staged("promote").plan_digest);
+        assert_eq!(canary.plan_digest, canary.recompute_digest());
+        // What other languages reproduce: the progressive keys in sorted order.
+        let mut shown = canary.clone();
+        shown.phase = Some("promote".into());
+        assert_ne!(shown.recompute_digest(), canary.plan_digest);
     }
 
     #[test]

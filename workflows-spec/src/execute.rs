@@ -34,6 +34,11 @@ pub struct SafeExecuteCodeInput {
     /// Files under `/workspace` to return after the command (artifacts), size-capped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output_files: Vec<String>,
+    /// Run in this open session (see `openSandbox`) instead of a fresh sandbox; schedule the
+    /// activity on the session's `taskQueue`. `image` and `allowedDomains` are the session's
+    /// and must be absent. Unknown, closed, expired or another run's: SandboxNotFound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_id: Option<String>,
 }
 
 impl SafeExecuteCodeInput {
@@ -48,6 +53,7 @@ impl SafeExecuteCodeInput {
             env: BTreeMap::new(),
             image: None,
             output_files: Vec::new(),
+            sandbox_id: None,
         }
     }
 }
@@ -130,6 +136,49 @@ pub struct ExecutionResult {
     /// proxy refused while the command ran.
     #[serde(default)]
     pub egress_denied: u64,
+    /// The isolation tier the command ran under (`runc` or `gvisor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<SandboxRuntime>,
+    /// True when the whole sandbox died during the command (under gVisor a memory or process
+    /// limit ends the sandbox, not one process); the exit code is then 137.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sandbox_ended: bool,
+}
+
+/// The OCI runtime (isolation tier) a sandbox runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxRuntime {
+    /// Docker's default runtime: a shared-kernel container (namespaces, cgroups, seccomp).
+    #[default]
+    Runc,
+    /// gVisor's `runsc`: a user-space kernel between the command and the host's kernel.
+    Gvisor,
+}
+
+impl SandboxRuntime {
+    /// The wire name: `runc` or `gvisor`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxRuntime::Runc => "runc",
+            SandboxRuntime::Gvisor => "gvisor",
+        }
+    }
+
+    /// Parses the wire name (`runsc` is accepted for `gvisor`).
+    pub fn parse(s: &str) -> Option<SandboxRuntime> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "runc" => Some(SandboxRuntime::Runc),
+            "gvisor" | "runsc" => Some(SandboxRuntime::Gvisor),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SandboxRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Heartbeat details while a command runs.
@@ -144,4 +193,11 @@ pub struct ExecutionHeartbeat {
     pub stdout_bytes: u64,
     /// Bytes the command has written to stderr so far.
     pub stderr_bytes: u64,
+    /// The end of stdout so far (at most 2 KiB), redacted; whole lines only (a line shows once
+    /// it ends).
+    #[serde(default)]
+    pub stdout_tail: String,
+    /// The end of stderr so far (at most 2 KiB), redacted; whole lines only.
+    #[serde(default)]
+    pub stderr_tail: String,
 }

@@ -36,11 +36,14 @@ pub enum FailureType {
     /// The run's circuit breaker is open after repeated failures; details say when it
     /// half-opens. Nothing was charged.
     CircuitOpen,
+    /// The `sandboxId` names no open session of this run and workflow on this worker: never
+    /// opened, closed, expired (idle or lifetime), reaped, or another run's.
+    SandboxNotFound,
 }
 
 impl FailureType {
     /// Every type, for docs and schema.
-    pub const ALL: [FailureType; 12] = [
+    pub const ALL: [FailureType; 13] = [
         FailureType::PolicyViolation,
         FailureType::ApprovalRequired,
         FailureType::BudgetExceeded,
@@ -53,6 +56,7 @@ impl FailureType {
         FailureType::KillSwitchEngaged,
         FailureType::RateLimited,
         FailureType::CircuitOpen,
+        FailureType::SandboxNotFound,
     ];
 
     /// The wire name, e.g. `PolicyViolation`.
@@ -70,6 +74,7 @@ impl FailureType {
             FailureType::KillSwitchEngaged => "KillSwitchEngaged",
             FailureType::RateLimited => "RateLimited",
             FailureType::CircuitOpen => "CircuitOpen",
+            FailureType::SandboxNotFound => "SandboxNotFound",
         }
     }
 

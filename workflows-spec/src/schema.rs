@@ -9,6 +9,11 @@ use crate::deploy::{
 };
 use crate::execute::{ExecutionHeartbeat, ExecutionResult, SafeExecuteCodeInput};
 use crate::failure::FailureType;
+use crate::progressive::{
+    AbortDeployment, DeploymentEvent, DeploymentStatus, EventRecorded, PendingStage,
+    ProgressiveDeployInput, ProgressiveDeployResult,
+};
+use crate::session::{CloseSandboxInput, CloseSandboxResult, OpenSandboxInput, OpenSandboxResult};
 use crate::workflow::{BuildAndDeployInput, BuildAndDeployResult};
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Value, json};
@@ -24,6 +29,9 @@ pub fn contract() -> Value {
         "safeExecuteCode": {"input": schema::<SafeExecuteCodeInput>(&mut g), "output": schema::<ExecutionResult>(&mut g), "heartbeat": schema::<ExecutionHeartbeat>(&mut g)},
         "safeExecuteBatch": {"input": schema::<SafeExecuteBatchInput>(&mut g), "output": schema::<BatchResult>(&mut g), "heartbeat": schema::<BatchHeartbeat>(&mut g)},
         "deployWithApproval": {"input": schema::<DeployWithApprovalInput>(&mut g), "output": schema::<DeploymentResult>(&mut g)},
+        "recordDeploymentEvent": {"input": schema::<DeploymentEvent>(&mut g), "output": schema::<EventRecorded>(&mut g)},
+        "openSandbox": {"input": schema::<OpenSandboxInput>(&mut g), "output": schema::<OpenSandboxResult>(&mut g)},
+        "closeSandbox": {"input": schema::<CloseSandboxInput>(&mut g), "output": schema::<CloseSandboxResult>(&mut g)},
     });
     let workflows = json!({
         "buildAndDeployWorkflow": {
@@ -34,6 +42,19 @@ pub fn contract() -> Value {
                 "rejectDeployment": schema::<RejectDeployment>(&mut g),
             },
             "queries": {"pendingApproval": {"output": {"anyOf": [schema::<DeploymentPlan>(&mut g), {"type": "null"}]}}},
+        },
+        "progressiveDeployWorkflow": {
+            "input": schema::<ProgressiveDeployInput>(&mut g),
+            "output": schema::<ProgressiveDeployResult>(&mut g),
+            "signals": {
+                "approveDeployment": schema::<ApproveDeployment>(&mut g),
+                "rejectDeployment": schema::<RejectDeployment>(&mut g),
+                "abortDeployment": schema::<AbortDeployment>(&mut g),
+            },
+            "queries": {
+                "pendingApproval": {"output": {"anyOf": [schema::<PendingStage>(&mut g), {"type": "null"}]}},
+                "deploymentStatus": {"output": schema::<DeploymentStatus>(&mut g)},
+            },
         }
     });
     let failures: Vec<&str> = FailureType::ALL.iter().map(|f| f.as_str()).collect();
@@ -41,7 +62,7 @@ pub fn contract() -> Value {
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "autonomous-enterprise activity contract",
-        "description": "Activities on task queue autonomous-enterprise, the reference workflow, its signals and query. Generated from workflows-spec; do not edit.",
+        "description": "Activities on task queue autonomous-enterprise, the reference workflows, their signals and queries. Generated from workflows-spec; do not edit.",
         "taskQueue": crate::TASK_QUEUE,
         "activities": activities,
         "workflows": workflows,

@@ -1,7 +1,8 @@
 //! `buildAndDeployWorkflow`: seed 001's flow with a human in the loop.
 //!
-//! Install, test and build run as one `safeExecuteBatch` (one sandbox, so `npm test` sees what
-//! `npm install` wrote). Then the workflow publishes the deployment plan through the
+//! Install, test and build run in one session (`openSandbox`, three `safeExecuteCode` on the
+//! session's own task queue, `closeSandbox` on every path), so `npm test` sees what `npm
+//! install` wrote. Then the workflow publishes the deployment plan through the
 //! `pendingApproval` query and waits for an `approveDeployment` or `rejectDeployment` signal
 //! (from the `temporal` CLI, the Web UI, or `ae-worker approve`), at most `approvalTimeoutSecs`
 //! (default 24 h). A rejection or a timeout ends the workflow with a typed failure
@@ -11,12 +12,15 @@
 //! another deployment. The workflow does not judge the approval itself, so a bad one ends in the
 //! worker's typed `ApprovalInvalid`.
 
-use crate::activities::{DeployWithApproval, SafeExecuteBatch};
-use crate::batch::{BatchCommand, SafeExecuteBatchInput};
+use crate::activities::{CloseSandbox, DeployWithApproval, OpenSandbox, SafeExecuteCode};
 use crate::deploy::{
     Approval, ApproveDeployment, DeployWithApprovalInput, DeploymentPlan, RejectDeployment,
 };
+use crate::execute::SafeExecuteCodeInput;
 use crate::execute::WorkspaceFile;
+use crate::session::{
+    CloseSandboxInput, OpenSandboxInput, OpenSandboxResult, RECOMMENDED_SCHEDULE_TO_START_MS,
+};
 use futures::FutureExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -56,6 +60,10 @@ pub struct BuildAndDeployInput {
     /// Default `<platform> deploy --prod`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy_command: Option<String>,
+    /// Hosts the deploy may reach; default per platform (`vercel`: api.vercel.com, ...; other
+    /// platforms: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_domains: Option<Vec<String>>,
     /// Environment of the deploy (tokens); redacted everywhere.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub deploy_env: BTreeMap<String, String>,
@@ -98,7 +106,7 @@ pub struct BuildAndDeployWorkflow {
     decision: Option<Decision>,
 }
 
-fn activity_options(minutes: u64) -> ActivityOptions {
+pub(crate) fn activity_options(minutes: u64) -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(minutes * 60))
         .heartbeat_timeout(Duration::from_secs(30))
         .retry_policy(
@@ -110,7 +118,57 @@ fn activity_options(minutes: u64) -> ActivityOptions {
         .build()
 }
 
-fn fail(kind: &str, message: String) -> ApplicationFailure {
+/// The build session closes itself after this long without an execution, should the workflow
+/// be unable to close it.
+const SESSION_IDLE_MS: u64 = 15 * 60 * 1000;
+
+/// Options of an activity on the session's own task queue: if the worker holding the session
+/// died, nobody polls that queue, and the call fails after the schedule-to-start timeout
+/// (never retried) instead of waiting for its start-to-close timeout.
+fn on_session(session: &OpenSandboxResult, minutes: u64) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(minutes * 60))
+        .task_queue(session.task_queue.clone())
+        .schedule_to_start_timeout(Duration::from_millis(RECOMMENDED_SCHEDULE_TO_START_MS))
+        .heartbeat_timeout(Duration::from_secs(30))
+        .retry_policy(
+            RetryPolicy::builder()
+                .maximum_attempts(3)
+                .initial_interval(Duration::from_secs(1))
+                .build(),
+        )
+        .build()
+}
+
+/// Install, test and build in the session, in order; stops at the first that exits non-zero.
+/// Returns what they cost and, if one failed, its name and stderr.
+async fn run_steps(
+    ctx: &mut WorkflowContext<BuildAndDeployWorkflow>,
+    run_id: &str,
+    session: &OpenSandboxResult,
+    steps: &[(&'static str, String)],
+) -> WorkflowResult<(f64, Option<(&'static str, String)>)> {
+    let mut cost = 0.0;
+    for (name, command) in steps {
+        let result = ctx
+            .execute_activity(
+                SafeExecuteCode,
+                SafeExecuteCodeInput {
+                    timeout: Some(300_000),
+                    sandbox_id: Some(session.sandbox_id.clone()),
+                    ..SafeExecuteCodeInput::new(run_id, command.clone())
+                },
+                on_session(session, 6),
+            )
+            .await?;
+        cost += result.cost;
+        if result.exit_code != 0 || result.timed_out {
+            return Ok((cost, Some((name, result.stderr))));
+        }
+    }
+    Ok((cost, None))
+}
+
+pub(crate) fn fail(kind: &str, message: String) -> ApplicationFailure {
     ApplicationFailure::builder(message)
         .type_name(kind.to_string())
         .non_retryable(true)
@@ -145,36 +203,36 @@ impl BuildAndDeployWorkflow {
                     .unwrap_or("npm run build".into()),
             ),
         ];
-        let batch = ctx
+        // One session for the three steps: `npm test` sees what `npm install` wrote. It is
+        // closed on every path; if the close itself cannot run, the session's idle timeout
+        // reaps it.
+        let session = ctx
             .execute_activity(
-                SafeExecuteBatch,
-                SafeExecuteBatchInput {
-                    run_id: input.run_id.clone(),
-                    commands: steps
-                        .iter()
-                        .map(|(_, c)| BatchCommand::Detailed {
-                            command: c.clone(),
-                            timeout: Some(300_000),
-                        })
-                        .collect(),
+                OpenSandbox,
+                OpenSandboxInput {
                     workspace_files: input.workspace_files.clone(),
-                    timeout: None,
-                    allowed_domains: None,
-                    env: BTreeMap::new(),
-                    image: None,
-                    stop_on_error: Some(true),
+                    idle_timeout_ms: Some(SESSION_IDLE_MS),
+                    ..OpenSandboxInput::new(input.run_id.clone())
                 },
-                activity_options(20),
+                activity_options(5),
             )
             .await?;
-        if !batch.succeeded {
-            let i = batch.failed_index.unwrap_or(0);
-            let step = steps.get(i).map(|s| s.0).unwrap_or("build");
-            let stderr = batch
-                .results
-                .get(i)
-                .map(|r| r.stderr.as_str())
-                .unwrap_or("");
+        let built = run_steps(ctx, &input.run_id, &session, &steps).await;
+        let closed = ctx
+            .execute_activity(
+                CloseSandbox,
+                CloseSandboxInput {
+                    sandbox_id: session.sandbox_id.clone(),
+                },
+                on_session(&session, 1),
+            )
+            .await;
+        if let Err(e) = closed {
+            // The session's idle timeout reaps it; the build's outcome is what matters.
+            let _ = e;
+        }
+        let (build_cost, failed) = built?;
+        if let Some((step, stderr)) = failed {
             let tail: String = stderr
                 .chars()
                 .rev()
@@ -195,10 +253,14 @@ impl BuildAndDeployWorkflow {
                 .unwrap_or_else(|| format!("{} deploy --prod", input.deploy_platform)),
             workspace_files: input.workspace_files.clone(),
             env: input.deploy_env.clone(),
-            allowed_domains: None,
+            allowed_domains: input.deploy_domains.clone(),
             approval: None,
             timeout: Some(300_000),
             image: None,
+            phase: None,
+            health_check_command: None,
+            rollback_command: None,
+            rollback: None,
         };
         let plan = DeploymentPlan::of(&deploy);
         ctx.state_mut(|s| s.pending = Some(plan));
@@ -252,7 +314,7 @@ impl BuildAndDeployWorkflow {
         Ok(BuildAndDeployResult {
             success: result.success,
             url: result.url,
-            total_cost: batch.total_cost + result.cost,
+            total_cost: ((build_cost + result.cost) * 1e6).round() / 1e6,
             budget_remaining: result.budget_remaining,
             approved_by: result.approved_by,
             approver_identity: result.approver_identity,

@@ -14,14 +14,20 @@ fn checked_in_schema_is_current() {
 #[test]
 fn schema_names_every_activity_signal_and_failure() {
     let s = ae_workflows_spec::schema::contract();
-    for a in ["safeExecuteCode", "safeExecuteBatch", "deployWithApproval"] {
+    for a in [
+        "safeExecuteCode",
+        "safeExecuteBatch",
+        "deployWithApproval",
+        "openSandbox",
+        "closeSandbox",
+    ] {
         assert!(s["activities"][a]["input"].is_object(), "{a}");
     }
     let wf = &s["workflows"]["buildAndDeployWorkflow"];
     assert!(wf["signals"]["approveDeployment"].is_object());
     assert!(wf["signals"]["rejectDeployment"].is_object());
     assert!(wf["queries"]["pendingApproval"].is_object());
-    assert_eq!(s["failureTypes"].as_array().unwrap().len(), 12);
+    assert_eq!(s["failureTypes"].as_array().unwrap().len(), 13);
     // Required fields are required in the schema too.
     let text = s.to_string();
     assert!(text.contains("\"runId\""));

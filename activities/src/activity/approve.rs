@@ -75,6 +75,7 @@ impl Engine {
             ctx,
             &claimed.approver,
             &plan.plan_digest,
+            input.rollback == Some(true),
         )
         .await
         .inspect_err(|f| {

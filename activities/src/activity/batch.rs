@@ -31,6 +31,7 @@ impl Engine {
         raw: RawValue,
     ) -> Result<BatchResult, ActivityError> {
         let (input, redactor) = self.begin(&raw, |i: &SafeExecuteBatchInput| &i.env)?;
+        let redactor = self.session_redactor(redactor, input.sandbox_id.as_deref());
         let mut guarded = Guarded::default();
         let outcome = self
             .execute_batch(ctx, &input, &redactor, &mut guarded)
@@ -55,12 +56,17 @@ impl Engine {
         let started = Instant::now();
         let run_id = input.run_id.as_str();
         // 1. Validate.
-        let checked = self.validate(
+        let mut checked = self.validate(
             run_id,
             &input.env,
             &input.workspace_files,
             input.allowed_domains.as_deref(),
         )?;
+        // In a session (sandboxId): see `activity::session`.
+        let own = input.image.is_some() || input.allowed_domains.is_some();
+        let session = self
+            .find_session(ctx, input.sandbox_id.as_deref(), run_id, own, &mut checked)
+            .await?;
         let timeouts = self.check_commands(input)?;
         let commands: Vec<&str> = input.commands.iter().map(|c| c.command()).collect();
         // 2. Admit every command before any runs.
@@ -76,7 +82,7 @@ impl Engine {
         let total = commands.len();
         let reservation = self.reserve(ctx, run_id, total).await?;
         let (sandbox, reservation) = self
-            .open_sandbox(ctx, reservation, &checked, Profile::Sandbox, image)
+            .sandbox_for(ctx, reservation, &checked, image, session)
             .await?;
         let beat = Beat { total, started };
         let stop_on_error = input.stop_on_error.unwrap_or(true);
@@ -84,6 +90,7 @@ impl Engine {
             commands: &commands,
             timeouts: &timeouts,
             env: &checked.env,
+            live: self.live(ctx, run_id, redactor),
         };
         let ran = run_in_order(ctx, &sandbox, steps, stop_on_error, redactor, &beat, run_id).await;
         let Ran {
@@ -92,7 +99,8 @@ impl Engine {
             stopped,
         } = ran;
         // 5. Finish: give back what did not run, then the results.
-        sandbox.destroy().await;
+        let runtime = sandbox.runtime();
+        sandbox.done(stopped.is_some()).await;
         let ran = outcomes.len();
         let remaining = reservation.settle(total - ran).await;
         if let Some(stop) = stopped {
@@ -113,6 +121,7 @@ impl Engine {
             total_cost: crate::budget::round_usd(cost * ran as f64),
             budget_remaining: crate::budget::round_usd(remaining),
             duration_ms: started.elapsed().as_millis() as u64,
+            runtime: Some(runtime),
         };
         let max = self.config.sandbox.max_result_bytes / batch.results.len().max(1);
         batch.results.iter_mut().for_each(|r| fit_payload(r, max));
@@ -157,6 +166,8 @@ struct Steps<'a> {
     commands: &'a [&'a str],
     timeouts: &'a [Duration],
     env: &'a [String],
+    /// Where each command's output goes live.
+    live: crate::live::Live,
 }
 
 /// What the commands did: their outcomes in order, the first that failed, and what stopped the
@@ -186,7 +197,8 @@ async fn run_in_order(
     for (i, command) in steps.commands.iter().enumerate() {
         let shown = redactor.redact_str(command);
         let _ = ctx.record_heartbeat(beat.at(i, Some(&shown), None)).await;
-        let watched = run_command(ctx, sandbox, command, steps.env, steps.timeouts[i], |p| {
+        let (env, timeout, live) = (steps.env, steps.timeouts[i], &steps.live);
+        let watched = run_command(ctx, sandbox, command, env, timeout, live, |p| {
             serde_json::to_value(beat.at(i, Some(&shown), Some(p))).unwrap_or_default()
         })
         .await;
@@ -230,6 +242,8 @@ impl Beat {
             elapsed_ms: self.started.elapsed().as_millis() as u64,
             stdout_bytes: progress.map_or(0, |p| load(&p.stdout_bytes)),
             stderr_bytes: progress.map_or(0, |p| load(&p.stderr_bytes)),
+            stdout_tail: progress.map_or_else(String::new, Progress::stdout_tail),
+            stderr_tail: progress.map_or_else(String::new, Progress::stderr_tail),
         }
     }
 }

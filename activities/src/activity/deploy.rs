@@ -36,7 +36,10 @@ impl Engine {
             activity: "deployWithApproval",
             profile: Profile::Production,
             run_id: &input.run_id,
-            action: &input.command,
+            action: match (input.rollback, &input.rollback_command) {
+                (Some(true), Some(rollback)) => rollback,
+                _ => &input.command,
+            },
         };
         self.settle(ctx, done, guarded, &outcome, &redactor).await;
         outcome.map_err(|stop| stop.into_activity_error(&redactor))
@@ -63,21 +66,40 @@ impl Engine {
         let timeout = input.timeout.unwrap_or(DEFAULT_DEPLOY_TIMEOUT_MS);
         let timeout = self.check_timeout(Profile::Production, "timeout", timeout)?;
         let plan = DeploymentPlan::of(input);
+        // What runs: the deploy, or the rollback approved with the same plan.
+        let command = match (input.rollback, &input.rollback_command) {
+            (Some(true), Some(rollback)) => rollback.as_str(),
+            (Some(true), None) => {
+                return Err(Failure::invalid_input(
+                    "rollback: true needs the plan's rollbackCommand",
+                )
+                .into());
+            }
+            _ => input.command.as_str(),
+        };
+        check_command(
+            "rollbackCommand",
+            input.rollback_command.as_deref().unwrap_or("true"),
+        )?;
+        let action = if input.rollback == Some(true) {
+            "rollback"
+        } else {
+            "deploy"
+        };
         let domains = Some(plan.allowed_domains.as_slice());
         let checked = self.validate(run_id, &input.env, &input.workspace_files, domains)?;
         // Deploy gates: a verified approval, no hardcoded credentials.
         let (verified, approval) = self.require_approval(ctx, input, &plan, &audit).await?;
         let who = verified.approver.as_str();
-        let blocked = |f: &Failure| {
-            audit.record(who, "deploy", "blocked", Some(approval.clone()), &f.message)
-        };
+        let blocked =
+            |f: &Failure| audit.record(who, action, "blocked", Some(approval.clone()), &f.message);
         self.scan_secrets(&checked.files).inspect_err(blocked)?;
         // 2. Admit: the approval covers the approval rule, never the deny rules.
         let admission = Admission {
             run_id,
             profile: Profile::Production,
             files: &checked.files,
-            commands: Commands::Approved(&input.command),
+            commands: Commands::Approved(command),
             image: input.image.as_deref(),
         };
         let image = self
@@ -96,12 +118,15 @@ impl Engine {
         let (sandbox, reservation) = self
             .open_sandbox(ctx, reservation, &checked, Profile::Production, image)
             .await?;
-        let watched = run_command(ctx, &sandbox, &input.command, &checked.env, timeout, |p| {
+        let live = self.live(ctx, run_id, redactor);
+        let watched = run_command(ctx, &sandbox, command, &checked.env, timeout, &live, |p| {
             serde_json::to_value(ExecutionHeartbeat {
                 status: "deploying".into(),
                 elapsed_ms: started.elapsed().as_millis() as u64,
                 stdout_bytes: p.stdout_bytes.load(Ordering::Relaxed),
                 stderr_bytes: p.stderr_bytes.load(Ordering::Relaxed),
+                stdout_tail: p.stdout_tail(),
+                stderr_tail: p.stderr_tail(),
             })
             .unwrap_or_default()
         })
@@ -111,7 +136,7 @@ impl Engine {
         let outcome = conclude(&sandbox, watched, run_id).inspect_err(|stop| {
             audit.record(
                 who,
-                "deploy",
+                action,
                 "failure",
                 Some(approval.clone()),
                 &stop.describe(),
@@ -130,7 +155,7 @@ impl Engine {
         );
         audit.record(
             who,
-            "deploy",
+            action,
             if success { "success" } else { "failure" },
             Some(approval),
             &detail,
@@ -146,6 +171,7 @@ impl Engine {
             approved_by: verified.approver.clone(),
             approver_identity: verified.identity,
             duration_ms: r.duration_ms,
+            runtime: r.runtime,
         })
     }
 }

@@ -3,7 +3,7 @@
 use crate::config::Profile;
 use crate::pipeline::admit::{Admission, Commands, Guarded};
 use crate::pipeline::finish::{conclude, fit_payload};
-use crate::pipeline::run::run_command;
+use crate::pipeline::run::{Watched, run_command, watch};
 use crate::pipeline::validate::{check_command, check_output_files};
 use crate::pipeline::{Engine, Finished, Stop};
 use crate::redact::Redactor;
@@ -22,6 +22,7 @@ impl Engine {
         raw: RawValue,
     ) -> Result<ExecutionResult, ActivityError> {
         let (input, redactor) = self.begin(&raw, |i: &SafeExecuteCodeInput| &i.env)?;
+        let redactor = self.session_redactor(redactor, input.sandbox_id.as_deref());
         let mut guarded = Guarded::default();
         let outcome = self
             .execute_code(ctx, &input, &redactor, &mut guarded)
@@ -45,12 +46,17 @@ impl Engine {
     ) -> Result<ExecutionResult, Stop> {
         // 1. Validate.
         let run_id = input.run_id.as_str();
-        let checked = self.validate(
+        let mut checked = self.validate(
             run_id,
             &input.env,
             &input.workspace_files,
             input.allowed_domains.as_deref(),
         )?;
+        // In a session (sandboxId): see `activity::session`.
+        let own = input.image.is_some() || input.allowed_domains.is_some();
+        let session = self
+            .find_session(ctx, input.sandbox_id.as_deref(), run_id, own, &mut checked)
+            .await?;
         check_command("command", &input.command)?;
         let timeout = self.check_timeout(
             Profile::Sandbox,
@@ -71,7 +77,7 @@ impl Engine {
         let reservation = self.reserve(ctx, run_id, 1).await?;
         let started = Instant::now();
         let (sandbox, reservation) = self
-            .open_sandbox(ctx, reservation, &checked, Profile::Sandbox, image)
+            .sandbox_for(ctx, reservation, &checked, image, session)
             .await?;
         let info = ctx.info();
         tracing::info!(
@@ -83,21 +89,40 @@ impl Engine {
             command = %redactor.redact_str(&input.command),
             "executing"
         );
-        let watched = run_command(ctx, &sandbox, &input.command, &checked.env, timeout, |p| {
+        let live = self.live(ctx, run_id, redactor);
+        let (command, env) = (&input.command, &checked.env);
+        let watched = run_command(ctx, &sandbox, command, env, timeout, &live, |p| {
             serde_json::to_value(ExecutionHeartbeat {
                 status: "running".into(),
                 elapsed_ms: started.elapsed().as_millis() as u64,
                 stdout_bytes: p.stdout_bytes.load(Ordering::Relaxed),
                 stderr_bytes: p.stderr_bytes.load(Ordering::Relaxed),
+                stdout_tail: p.stdout_tail(),
+                stderr_tail: p.stderr_tail(),
             })
             .unwrap_or_default()
         })
         .await;
         // 5. Finish.
         let outcome = conclude(&sandbox, watched, run_id)?;
-        let files = self
-            .collect_output_files(&sandbox, &outputs, redactor)
-            .await;
+        // Reading and redacting many output files can take longer than a heartbeat timeout.
+        let collecting = self.collect_output_files(&sandbox, &outputs, redactor);
+        let files = match watch(ctx, collecting, || {
+            serde_json::to_value(ExecutionHeartbeat {
+                status: "collecting output files".into(),
+                elapsed_ms: started.elapsed().as_millis() as u64,
+                stdout_bytes: outcome.stdout_bytes,
+                stderr_bytes: outcome.stderr_bytes,
+                stdout_tail: String::new(),
+                stderr_tail: String::new(),
+            })
+            .unwrap_or_default()
+        })
+        .await
+        {
+            Watched::Done(files) => files,
+            Watched::Cancelled => return Err(Stop::Cancelled),
+        };
         let sandbox_id = sandbox.short_id().to_string();
         sandbox.release_holding(guarded.take_slot());
         let cost = reservation.cost;

@@ -122,6 +122,14 @@ impl BudgetStore {
         self
     }
 
+    /// POSTs `alert` to the alert webhook when one is configured (deployment alerts go where
+    /// budget alerts go).
+    pub fn post_alert(&self, alert: serde_json::Value) {
+        if let Some(url) = &self.alert_webhook {
+            webhook::post(url, alert);
+        }
+    }
+
     /// How long budget keys live after their last write.
     pub fn ttl(&self) -> Duration {
         self.ttl

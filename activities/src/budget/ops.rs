@@ -88,7 +88,7 @@ impl BudgetStore {
 #[cfg(test)]
 mod tests {
     use crate::budget::BudgetStore;
-    use crate::guard::test_redis::TestRedis;
+    use crate::testing::TestRedis;
     use redis::AsyncCommands;
     use std::time::Duration;
 

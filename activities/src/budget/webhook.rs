@@ -1,4 +1,4 @@
-//! Budget alerts to an operator's webhook (`AE_ALERT_WEBHOOK_URL`): a JSON POST per alert,
+//! Budget (and deployment) alerts to an operator's webhook (`AE_ALERT_WEBHOOK_URL`): a JSON POST per alert,
 //! retried with backoff, in the background, so an execution never waits for it. The alert is
 //! already in the `ae:alerts` stream and the log when this runs; the webhook is a courtesy.
 

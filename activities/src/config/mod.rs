@@ -7,6 +7,7 @@
 
 mod settings;
 
+pub use ae_workflows_spec::SandboxRuntime;
 pub use settings::{DEFAULT_REDIS_URL, Settings};
 
 use std::time::Duration;
@@ -24,6 +25,9 @@ pub struct Config {
     pub budget_ttl: Duration,
     /// Names this worker process on container labels and in logs.
     pub worker_id: String,
+    /// This worker's own task queue, where the activities of the sessions it opens are
+    /// scheduled (set by `ae-worker run`); empty: sessions cannot be opened.
+    pub session_queue: String,
     /// Sandbox limits.
     pub sandbox: SandboxConfig,
     /// When not empty, only these approvers may approve deployments (`AE_APPROVERS`, comma
@@ -42,6 +46,11 @@ pub struct Config {
     pub audit_stream_max_len: usize,
     /// Where budget alerts are also POSTed (`AE_ALERT_WEBHOOK_URL`).
     pub alert_webhook_url: Option<String>,
+    /// About how many entries each live output stream `ae:output:<runId>` keeps; 0: no stream
+    /// (`AE_OUTPUT_STREAM_MAX_LEN`).
+    pub output_stream_max_len: usize,
+    /// How long a live output stream lives after its last entry (`AE_OUTPUT_STREAM_TTL_SECS`).
+    pub output_stream_ttl: Duration,
 }
 
 /// Limits and shape of every sandbox.
@@ -72,10 +81,17 @@ pub struct SandboxConfig {
     pub pool_size: usize,
     /// A pooled sandbox older than this is replaced, never handed out.
     pub pool_max_age: Duration,
+    /// Most sessions (`openSandbox`) this worker holds open at once (`AE_MAX_SESSIONS`).
+    pub max_sessions: usize,
     /// Outer bound on a sandbox's life (seed 000: 24 hours), even if the worker dies.
     pub max_lifetime: Duration,
     /// Egress for sandboxes that list `allowedDomains`.
     pub egress: EgressConfig,
+    /// The engine's name of gVisor registered with `--network=none` (sandboxes without network).
+    pub gvisor_runtime: String,
+    /// The engine's name of gVisor registered with `--network=host` (sandboxes on their internal
+    /// egress network keep the namespace Docker gives them; see README "Isolation tiers").
+    pub gvisor_egress_runtime: String,
 }
 
 /// The egress proxy, the relays and the sandbox networks (see `egress`).
@@ -165,6 +181,8 @@ pub struct Limits {
     /// A seccomp profile (JSON) replacing the engine's default; None keeps the default, which
     /// is already strict. Never `unconfined`.
     pub seccomp_profile: Option<String>,
+    /// The isolation tier: `runc` (shared kernel) or `gvisor` (gVisor's user-space kernel).
+    pub runtime: SandboxRuntime,
 }
 
 impl Default for Limits {
@@ -179,6 +197,7 @@ impl Default for Limits {
             max_timeout: Duration::from_secs(60 * 60),
             nofile: 1024,
             seccomp_profile: None,
+            runtime: SandboxRuntime::Runc,
         }
     }
 }
@@ -190,6 +209,29 @@ impl SandboxConfig {
             Profile::Production => &self.production,
             Profile::Sandbox => &self.default_profile,
         }
+    }
+
+    /// The engine's OCI runtime name for a sandbox of `runtime`, with or without network.
+    pub fn oci_runtime(&self, runtime: SandboxRuntime, network: bool) -> &str {
+        match (runtime, network) {
+            (SandboxRuntime::Runc, _) => "runc",
+            (SandboxRuntime::Gvisor, false) => &self.gvisor_runtime,
+            (SandboxRuntime::Gvisor, true) => &self.gvisor_egress_runtime,
+        }
+    }
+
+    /// Every OCI runtime name some profile needs (checked against the engine at start-up).
+    pub fn required_runtimes(&self) -> Vec<&str> {
+        let mut names = Vec::new();
+        for limits in [&self.default_profile, &self.production] {
+            for network in [false, true] {
+                let name = self.oci_runtime(limits.runtime, network);
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        names
     }
 }
 
@@ -209,7 +251,10 @@ impl Default for SandboxConfig {
             max_lifetime: Duration::from_secs(24 * 60 * 60),
             pool_size: 0,
             pool_max_age: Duration::from_secs(10 * 60),
+            max_sessions: 32,
             egress: EgressConfig::default(),
+            gvisor_runtime: "runsc".into(),
+            gvisor_egress_runtime: "runsc-egress".into(),
         }
     }
 }
@@ -222,6 +267,7 @@ impl Default for Config {
             default_budget: 10.0,
             budget_ttl: Duration::from_secs(7 * 24 * 60 * 60),
             worker_id: "ae-worker".into(),
+            session_queue: String::new(),
             sandbox: SandboxConfig::default(),
             approvers: Vec::new(),
             approver_keys_file: None,
@@ -230,6 +276,8 @@ impl Default for Config {
             policy_file: None,
             audit_stream_max_len: 100_000,
             alert_webhook_url: None,
+            output_stream_max_len: 1000,
+            output_stream_ttl: Duration::from_secs(7 * 24 * 60 * 60),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! turns them into the typed [`Config`], resolving the `production` profile (the `sandbox`
 //! profile overridden by whatever `--production-*` / `AE_PRODUCTION_*` sets) once.
 
-use super::{Config, EgressConfig, Limits, SandboxConfig};
+use super::{Config, EgressConfig, Limits, SandboxConfig, SandboxRuntime};
 use crate::guard::GuardSettings;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -44,6 +44,13 @@ pub struct Settings {
     /// About how many entries the Redis audit stream `ae:audit` keeps (`XADD MAXLEN ~`).
     #[arg(long, env = "AE_AUDIT_STREAM_MAX_LEN", default_value_t = 100_000, value_parser = trimmed::<usize>)]
     pub audit_stream_max_len: usize,
+    /// About how many entries (each at most 8 KiB of redacted output) each live output stream
+    /// `ae:output:<runId>` keeps (`XADD MAXLEN ~`); 0 turns the streams off.
+    #[arg(long, env = "AE_OUTPUT_STREAM_MAX_LEN", default_value_t = 1000, value_parser = trimmed::<usize>)]
+    pub output_stream_max_len: usize,
+    /// Seconds a live output stream is kept after its last entry (as long as budgets by default).
+    #[arg(long, env = "AE_OUTPUT_STREAM_TTL_SECS", default_value_t = 7 * 24 * 3600, value_parser = trimmed::<u64>)]
+    pub output_stream_ttl_secs: u64,
     /// Image the sandboxes run (built by `ae-worker image build`).
     #[arg(long, env = "AE_SANDBOX_IMAGE", default_value = "ae-sandbox:latest")]
     pub sandbox_image: String,
@@ -74,6 +81,9 @@ pub struct Settings {
     /// A pooled sandbox older than this many seconds is replaced.
     #[arg(long, env = "AE_POOL_MAX_AGE_SECS", default_value_t = 600, value_parser = trimmed::<u64>)]
     pub pool_max_age_secs: u64,
+    /// Most sessions (`openSandbox`) this worker holds open at once; more are refused.
+    #[arg(long, env = "AE_MAX_SESSIONS", default_value_t = 32, value_parser = trimmed::<usize>)]
+    pub max_sessions: usize,
 
     /// `sandbox` profile: memory limit, bytes (swap equal, so nothing swaps).
     #[arg(long, env = "AE_SANDBOX_MEMORY_BYTES", default_value_t = 512 * 1024 * 1024, value_parser = trimmed::<i64>)]
@@ -103,6 +113,19 @@ pub struct Settings {
     /// `unconfined` is refused.
     #[arg(long, env = "AE_SANDBOX_SECCOMP_PROFILE", value_parser = sandbox_seccomp)]
     pub sandbox_seccomp_profile: Option<String>,
+    /// `sandbox` profile: isolation tier, `runc` (shared-kernel container) or `gvisor` (gVisor's
+    /// `runsc`, installed by `scripts/install-deps.sh --gvisor`). A worker whose engine lacks the
+    /// runtime refuses to start.
+    #[arg(long, env = "AE_SANDBOX_RUNTIME", default_value = "runc", value_parser = runtime)]
+    pub sandbox_runtime: SandboxRuntime,
+    /// The engine's runtime name for gVisor sandboxes without network (registered with
+    /// `--network=none`).
+    #[arg(long, env = "AE_GVISOR_RUNTIME_NAME", default_value = "runsc", value_parser = trimmed::<String>)]
+    pub gvisor_runtime_name: String,
+    /// The engine's runtime name for gVisor sandboxes with egress (registered with
+    /// `--network=host`: the sandbox keeps its internal network namespace).
+    #[arg(long, env = "AE_GVISOR_EGRESS_RUNTIME_NAME", default_value = "runsc-egress", value_parser = trimmed::<String>)]
+    pub gvisor_egress_runtime_name: String,
 
     /// `production` profile (deploys): memory, bytes [default: the `sandbox` profile's].
     #[arg(long, env = "AE_PRODUCTION_MEMORY_BYTES", value_parser = trimmed::<i64>)]
@@ -131,6 +154,10 @@ pub struct Settings {
     /// `production` profile: seccomp profile path [default: the `sandbox` profile's].
     #[arg(long, env = "AE_PRODUCTION_SECCOMP_PROFILE", value_parser = production_seccomp)]
     pub production_seccomp_profile: Option<String>,
+    /// `production` profile: isolation tier, `runc` or `gvisor` [default: the `sandbox`
+    /// profile's].
+    #[arg(long, env = "AE_PRODUCTION_RUNTIME", value_parser = runtime)]
+    pub production_runtime: Option<SandboxRuntime>,
 
     /// Address the egress proxy opens each sandbox's listener on, a free port each [default:
     /// Docker's bridge gateway].
@@ -174,6 +201,7 @@ impl Settings {
             max_timeout: Duration::from_millis(self.max_timeout_ms),
             nofile: self.sandbox_nofile,
             seccomp_profile: self.sandbox_seccomp_profile,
+            runtime: self.sandbox_runtime,
         };
         let production = Limits {
             memory_bytes: self.production_memory_bytes.unwrap_or(sandbox.memory_bytes),
@@ -189,6 +217,7 @@ impl Settings {
             nofile: self.production_nofile.unwrap_or(sandbox.nofile),
             seccomp_profile: (self.production_seccomp_profile)
                 .or_else(|| sandbox.seccomp_profile.clone()),
+            runtime: self.production_runtime.unwrap_or(sandbox.runtime),
         };
         let nonempty = |v: Vec<String>| v.into_iter().filter(|s| !s.is_empty()).collect();
         let defaults = Config::default();
@@ -200,6 +229,8 @@ impl Settings {
             approver_keys_file: self.approver_keys_file,
             audit_file: self.audit_file,
             audit_stream_max_len: self.audit_stream_max_len,
+            output_stream_max_len: self.output_stream_max_len,
+            output_stream_ttl: Duration::from_secs(self.output_stream_ttl_secs.max(1)),
             alert_webhook_url: self.alert_webhook_url,
             policy_file: self.policy_file,
             guards: GuardSettings {
@@ -217,6 +248,7 @@ impl Settings {
                 production,
                 pool_size: self.pool_size,
                 pool_max_age: Duration::from_secs(self.pool_max_age_secs.max(1)),
+                max_sessions: self.max_sessions,
                 egress: EgressConfig {
                     listen: self.egress_listen,
                     upstream: self.egress_upstream,
@@ -226,6 +258,8 @@ impl Settings {
                     hosts: self.egress_hosts.unwrap_or_default(),
                     private_allow: self.egress_private_allow,
                 },
+                gvisor_runtime: self.gvisor_runtime_name,
+                gvisor_egress_runtime: self.gvisor_egress_runtime_name,
                 ..defaults.sandbox
             },
             ..defaults
@@ -238,6 +272,11 @@ fn trimmed<T: FromStr>(v: &str) -> Result<T, String> {
     v.trim()
         .parse()
         .map_err(|_| format!("{v:?} is not a value of the expected kind"))
+}
+
+/// An isolation tier: `runc` or `gvisor`.
+fn runtime(v: &str) -> Result<SandboxRuntime, String> {
+    SandboxRuntime::parse(v).ok_or_else(|| format!("{v:?} is not a runtime: use runc or gvisor"))
 }
 
 /// A finite, non-negative amount of USD.
@@ -364,6 +403,41 @@ mod tests {
         assert_eq!(production.memory_bytes, sandbox.memory_bytes);
         assert_eq!(production.output_cap_bytes, sandbox.output_cap_bytes);
         assert_eq!(production.nofile, 1024);
+    }
+
+    #[test]
+    fn the_runtime_is_per_profile_and_gvisor_picks_a_name_per_network() {
+        let c = resolve(&[]);
+        assert_eq!(
+            c.sandbox.limits(Profile::Sandbox).runtime,
+            SandboxRuntime::Runc
+        );
+        assert_eq!(c.sandbox.required_runtimes(), vec!["runc"]);
+        let c = resolve(&["--production-runtime", "gvisor"]);
+        assert_eq!(
+            c.sandbox.limits(Profile::Sandbox).runtime,
+            SandboxRuntime::Runc
+        );
+        assert_eq!(
+            c.sandbox.limits(Profile::Production).runtime,
+            SandboxRuntime::Gvisor
+        );
+        assert_eq!(
+            c.sandbox.required_runtimes(),
+            vec!["runc", "runsc", "runsc-egress"]
+        );
+        let c = resolve(&["--sandbox-runtime", "gvisor", "--gvisor-runtime-name", "gv"]);
+        assert_eq!(
+            c.sandbox.limits(Profile::Production).runtime,
+            SandboxRuntime::Gvisor
+        );
+        assert_eq!(c.sandbox.oci_runtime(SandboxRuntime::Gvisor, false), "gv");
+        assert_eq!(
+            c.sandbox.oci_runtime(SandboxRuntime::Gvisor, true),
+            "runsc-egress"
+        );
+        assert_eq!(c.sandbox.oci_runtime(SandboxRuntime::Runc, true), "runc");
+        assert!(runtime("kata").is_err());
     }
 
     #[test]

@@ -146,8 +146,9 @@ impl Guards {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{GuardSettings, Guards, test_redis::TestRedis};
+    use super::super::{GuardSettings, Guards};
     use super::*;
+    use crate::testing::TestRedis;
 
     fn settings(cooldown_ms: u64) -> GuardSettings {
         GuardSettings {

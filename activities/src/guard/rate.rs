@@ -35,7 +35,8 @@ impl Guards {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{GuardSettings, Guards, test_redis::TestRedis};
+    use super::super::{GuardSettings, Guards};
+    use crate::testing::TestRedis;
     use std::time::Duration;
 
     #[tokio::test]

@@ -115,8 +115,9 @@ impl Guards {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{GuardSettings, Guards, test_redis::TestRedis};
+    use super::super::{GuardSettings, Guards};
     use super::*;
+    use crate::testing::TestRedis;
 
     #[tokio::test]
     async fn at_most_the_limit_is_held_and_a_drop_frees_a_slot() {

@@ -124,6 +124,8 @@ impl Engine {
             sandbox_id: None,
             output_files: Vec::new(),
             egress_denied: o.egress_denied,
+            runtime: Some(o.runtime),
+            sandbox_ended: o.sandbox_ended,
         }
     }
 }
@@ -324,6 +326,8 @@ mod tests {
             sandbox_id: None,
             output_files: Vec::new(),
             egress_denied: 0,
+            runtime: None,
+            sandbox_ended: false,
         };
         fit_payload(&mut r, 1_500_000);
         assert!(serde_json::to_vec(&r).unwrap().len() <= 1_500_000);

@@ -48,6 +48,8 @@ pub struct Engine {
     pub(crate) audit: AuditLog,
     pub(crate) kill_switch: KillSwitch,
     pub(crate) guards: Guards,
+    /// Live output: `ae:output:<runId>`.
+    pub(crate) output: crate::live::OutputSink,
 }
 
 impl Engine {
@@ -75,7 +77,13 @@ impl Engine {
             .with_stream(budget.connection(), config.audit_stream_max_len);
         let kill_switch = KillSwitch::new(budget.connection());
         let guards = Guards::new(budget.connection(), config.guards.clone());
+        let output = crate::live::OutputSink::new(
+            budget.connection(),
+            config.output_stream_max_len,
+            config.output_stream_ttl,
+        );
         Ok(Engine {
+            output,
             kill_switch,
             guards,
             policy: Policy::configured(config.policy_file.as_deref())

@@ -8,6 +8,8 @@ use super::{Stop, validate::Checked};
 use crate::config::Profile;
 use crate::docker::Origin;
 use crate::error::Failure;
+use crate::live::{Live, Source};
+use crate::redact::Redactor;
 use crate::sandbox::{ExecOutcome, Progress, Sandbox, SandboxError, SandboxRequest, parse_user};
 use crate::workspace;
 use ae_workflows_spec::FailureType;
@@ -58,18 +60,38 @@ impl Engine {
 
 /// Runs `command` in `sandbox` with `env` until it ends or `timeout` (shortened to end before
 /// the attempt's deadline), heartbeating `details(progress)` and watching for cancellation.
+/// Its output also goes, redacted, to `live` (heartbeat tails, `ae:output:<runId>`).
 pub async fn run_command(
     ctx: &ActivityContext,
     sandbox: &Sandbox,
     command: &str,
     env: &[String],
     timeout: Duration,
+    live: &Live,
     details: impl Fn(&Progress) -> serde_json::Value,
 ) -> Watched<Result<ExecOutcome, SandboxError>> {
-    let progress = Progress::default();
+    let progress = Progress::live(live.capture());
     let timeout = effective_timeout(timeout, ctx.info().deadline);
     let exec = sandbox.exec(command, env, timeout, &progress);
-    watch(ctx, exec, || details(&progress)).await
+    let watched = watch(ctx, exec, || details(&progress)).await;
+    if let Some(capture) = &progress.live {
+        capture.finish();
+    }
+    watched
+}
+
+impl Engine {
+    /// Where the output of this activity's commands goes live, redacted with `redactor` (the
+    /// activity's own, env values included).
+    pub fn live(&self, ctx: &ActivityContext, run_id: &str, redactor: &Redactor) -> Live {
+        let info = ctx.info();
+        let source = Source {
+            run_id: run_id.into(),
+            workflow_id: info.workflow_id.clone().unwrap_or_default(),
+            activity_id: info.activity_id.clone(),
+        };
+        Live::new(&self.output, source, redactor)
+    }
 }
 
 /// What happened while watching a command.

@@ -81,8 +81,15 @@ fn placeholder_run(s: &[u8]) -> bool {
 
 /// A fixed-format token that is visibly a placeholder (`xoxb-your-token`, `ghp_xxxxxx…`).
 fn token_placeholder(s: &[u8]) -> bool {
-    placeholder_run(s)
-        || [
+    placeholder_run(s) || TOKEN_PLACEHOLDER_AC.is_match(s)
+}
+
+/// Words that make a fixed-format token a placeholder, in any case, in one automaton.
+static TOKEN_PLACEHOLDER_AC: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .kind(Some(AhoCorasickKind::DFA))
+        .build([
             "your",
             "xxxx",
             "placeholder",
@@ -91,10 +98,9 @@ fn token_placeholder(s: &[u8]) -> bool {
             "dummy",
             "<",
             "${",
-        ]
-        .iter()
-        .any(|m| contains_ci(s, m))
-}
+        ])
+        .expect("token placeholder words")
+});
 
 const PLACEHOLDER_WORDS: &[&str] = &[
     "changeme",
@@ -242,6 +248,15 @@ static PLACEHOLDER_AC: LazyLock<AhoCorasick> = LazyLock::new(|| {
         .expect("placeholder words")
 });
 
+/// Words naming a secret, in any case (`userPassword`, `authToken`).
+static SECRET_WORDS_AC: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(["pass", "pwd", "secret", "token", "key", "auth", "cred"])
+        .expect("secret words")
+});
+
 /// Placeholders, references and masks: `${API_KEY}`, `$TOKEN`, `<your-key>`, `%KEY%`,
 /// `{{ secret }}`, `xxxx…`, `****`, `your_api_key_here`, `os.environ[...]`, `op://…`.
 pub(crate) fn placeholder(s: &[u8]) -> bool {
@@ -297,8 +312,7 @@ fn code_like(s: &[u8]) -> bool {
             && (p[0].is_ascii_alphabetic() || p[0] == b'_')
             && p.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
     };
-    let parts: Vec<&[u8]> = s.split(|&b| b == b'.').collect();
-    if parts.len() >= 2 && parts.iter().all(|p| ident(p)) && !has_digit(s) {
+    if s.contains(&b'.') && s.split(|&b| b == b'.').all(ident) && !has_digit(s) {
         return true;
     }
     if ident(s) {
@@ -307,10 +321,11 @@ fn code_like(s: &[u8]) -> bool {
             return true;
         }
         // `userPassword`, `authToken`, `secret_key`: an identifier naming a secret.
-        if contains_any(
-            s,
-            &["pass", "pwd", "secret", "token", "key", "auth", "cred"],
-        ) {
+        if SECRET_WORDS_AC.is_match(s) {
+            debug_assert!(contains_any(
+                s,
+                &["pass", "pwd", "secret", "token", "key", "auth", "cred"]
+            ));
             return true;
         }
     }
@@ -449,6 +464,28 @@ const SETTING_SEGMENTS: &[&str] = &[
     "manager",
 ];
 
+/// [`SETTING_SEGMENTS`] as a set (lower case).
+static SETTINGS: LazyLock<std::collections::HashSet<&'static [u8]>> =
+    LazyLock::new(|| SETTING_SEGMENTS.iter().map(|s| s.as_bytes()).collect());
+
+fn is_setting_segment(seg: &[u8]) -> bool {
+    let mut buf = [0u8; 16];
+    if seg.len() > buf.len() {
+        return false;
+    }
+    let low = &mut buf[..seg.len()];
+    low.copy_from_slice(seg);
+    low.make_ascii_lowercase();
+    let hit = SETTINGS.contains(&*low);
+    debug_assert_eq!(
+        hit,
+        SETTING_SEGMENTS
+            .iter()
+            .any(|w| w.as_bytes().eq_ignore_ascii_case(seg))
+    );
+    hit
+}
+
 /// The key of a `key=value` match: its leading identifier characters, split into lower-case
 /// segments at `_`, `.`, `-` and camelCase humps.
 fn key_segments(whole: &[u8]) -> Vec<String> {
@@ -510,9 +547,17 @@ fn key_ok_fast(whole: &[u8]) -> bool {
         .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')))
         .unwrap_or(key.len());
     let key = &key[..end];
+    key_ok_words(key)
+}
+
+/// The segments' concatenation (lower case, separators dropped) must not name a tokenizer, a
+/// public key or a keyboard; then the last segment is checked.
+fn key_ok_words(key: &[u8]) -> bool {
     let sep = |b: u8| matches!(b, b'_' | b'.' | b'-');
-    // The segments' concatenation (lower case, separators dropped) must not name a tokenizer,
-    // a public key or a keyboard.
+    // `tokeniz` needs a `z`, `public` and `keyboard` a `b`: most keys have neither.
+    if !key.iter().any(|b| matches!(b, b'z' | b'Z' | b'b' | b'B')) {
+        return key_ok_last_segment(key);
+    }
     for word in [&b"tokeniz"[..], b"public", b"keyboard"] {
         let mut i = 0;
         while i < key.len() {
@@ -534,6 +579,12 @@ fn key_ok_fast(whole: &[u8]) -> bool {
             i += 1;
         }
     }
+    key_ok_last_segment(key)
+}
+
+/// The key's last segment is not a setting word.
+fn key_ok_last_segment(key: &[u8]) -> bool {
+    let sep = |b: u8| matches!(b, b'_' | b'.' | b'-');
     // The last segment (split at separators and lower-to-upper case changes).
     let mut seg: Option<usize> = None;
     let mut last: Option<(usize, usize)> = None;
@@ -558,9 +609,7 @@ fn key_ok_fast(whole: &[u8]) -> bool {
         last = Some((s, key.len()));
     }
     match last {
-        Some((s, e)) => !SETTING_SEGMENTS
-            .iter()
-            .any(|w| w.as_bytes().eq_ignore_ascii_case(&key[s..e])),
+        Some((s, e)) => !is_setting_segment(&key[s..e]),
         None => true,
     }
 }

@@ -1,16 +1,18 @@
-//! The matching engine: one Aho-Corasick pass over every rule's keywords selects candidate rules
+//! The matching engine: one pass over every rule's keywords (`keywords`) selects candidate rules
 //! and regions (windows around each keyword hit, within its line), only those rules' regexes
-//! run there, and overlapping candidates are resolved by priority into disjoint fragments.
-//! Every step is linear in the input: the keyword automaton is a DFA, windows are bounded and
-//! merged per rule, and the `regex` crate's searches are linear.
+//! (or, for `KEY SEP value` rules, the hand scanner in `kv`) run there, and overlapping
+//! candidates are resolved by priority into disjoint fragments. Every step is linear in the
+//! input: the keyword pass is one filter step per byte, windows are bounded and merged per rule,
+//! and the `regex` crate's searches and the hand scanner are linear.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::bytes::{CaptureLocations, Regex, RegexBuilder};
 
 use super::checks::Check;
+use super::keywords::Keywords;
+use super::kv::{KeySepValue, Kv};
 use super::rules::{Spec, multiline_specs, specs};
 
 /// Bytes before a keyword a match may start (the key before `_PASSWORD`, a scheme before `://`).
@@ -18,8 +20,9 @@ const BACK: usize = 256;
 /// Bytes after a keyword a single-line match may reach before it is extended to the end of its
 /// run of non-space bytes (so a cut never leaks a token's tail).
 const FWD: usize = 4096;
-/// Windows of one rule closer than this are searched as one.
-const MERGE_GAP: usize = 4096;
+/// Windows of one rule closer than this are searched as one. Zero: only windows that touch
+/// (a wider gap made keyword-only rules scan nearly all of key=value-dense text).
+const MERGE_GAP: usize = 0;
 /// How far a multi-line rule (a private key block) may reach.
 pub(crate) const MULTILINE_FWD: usize = 1 << 20;
 
@@ -36,9 +39,9 @@ pub(crate) struct Rule {
     re: Regex,
     check: Check,
     multiline: bool,
-    /// The pattern is `KEY SEP value` (see [`super::rules::is_key_sep_value`]): the secret part
-    /// is found by hand after a capture-free search, captures only for quoted values.
-    key_sep_value: bool,
+    /// The pattern is `KEY SEP value` (see [`super::rules::key_sep_value`]): matches are found
+    /// by hand (see [`super::kv`]), the regex runs only for quoted values.
+    kv: Option<KeySepValue>,
     /// Capture slots of the secret groups, in preference order.
     groups: Vec<usize>,
 }
@@ -66,7 +69,7 @@ impl Rule {
             re,
             check,
             multiline,
-            key_sep_value: false,
+            kv: None,
             groups,
         })
     }
@@ -85,29 +88,58 @@ impl Rule {
         let hay = &text[..to];
         let mut pos = from;
         while pos <= to {
-            let (ws, we, s, mut e);
-            if let Some((w0, w1, v)) = self.key_sep_value_at(hay, pos) {
-                (ws, we, s, e) = (w0, w1, v, w1);
-                #[cfg(debug_assertions)]
-                {
-                    let w = self
-                        .re
-                        .captures_read_at(locs, hay, pos)
-                        .map(|m| (m.start(), m.end()));
-                    let g = self.groups.iter().find_map(|&g| locs.get(g));
-                    debug_assert_eq!((w, g), (Some((ws, we)), Some((s, e))), "{}", self.name);
+            let from = match self.kv.as_ref().map(|kv| kv.find(hay, pos)) {
+                Some(Kv::Found(w0, w1, v0, v1)) => {
+                    #[cfg(debug_assertions)]
+                    {
+                        let w = self
+                            .re
+                            .captures_read_at(locs, hay, pos)
+                            .map(|m| (m.start(), m.end()));
+                        let g = self.groups.iter().find_map(|&g| locs.get(g));
+                        debug_assert_eq!((w, g), (Some((w0, w1)), Some((v0, v1))), "{}", self.name);
+                    }
+                    Err((w0, w1, v0, v1))
                 }
-            } else {
-                let Some(whole) = self.re.captures_read_at(locs, hay, pos) else {
+                Some(Kv::None) => {
+                    debug_assert!(self.re.find_at(hay, pos).is_none(), "{}", self.name);
                     break;
-                };
-                (ws, we) = (whole.start(), whole.end());
-                (s, e) = self
-                    .groups
-                    .iter()
-                    .find_map(|&g| locs.get(g))
-                    .unwrap_or((ws, we));
-            }
+                }
+                Some(Kv::Regex(from)) => {
+                    // No match starts between `pos` and the key (a quoted value that does
+                    // not close is the regex's to skip).
+                    debug_assert_eq!(
+                        self.re.find_at(hay, pos).map(|m| m.start()),
+                        self.re.find_at(hay, from).map(|m| m.start()),
+                        "{}",
+                        self.name
+                    );
+                    Ok(from)
+                }
+                None => Ok(pos),
+            };
+            let (ws, we, s, mut e) = match from {
+                Err(found) => found,
+                Ok(from) if self.groups.is_empty() => {
+                    // No secret group: the whole match is the secret, no captures needed.
+                    let Some(m) = self.re.find_at(hay, from) else {
+                        break;
+                    };
+                    (m.start(), m.end(), m.start(), m.end())
+                }
+                Ok(from) => {
+                    let Some(whole) = self.re.captures_read_at(locs, hay, from) else {
+                        break;
+                    };
+                    let (ws, we) = (whole.start(), whole.end());
+                    let (s, e) = self
+                        .groups
+                        .iter()
+                        .find_map(|&g| locs.get(g))
+                        .unwrap_or((ws, we));
+                    (ws, we, s, e)
+                }
+            };
             let kept = self.check.keep(&text[ws..we], &text[s..e]);
             if kept {
                 // A window cut mid-token: take the rest of the token too.
@@ -139,47 +171,6 @@ impl Rule {
         }
     }
 
-    /// For a `KEY SEP value` rule, the next match from `pos` without captures:
-    /// `(start, end, value start)` when the value is bare (the `u` group, which then ends the
-    /// match). `None` when there is no match (the caller's captured search then finds none
-    /// either), or when the value starts with a quote or a backslash: the caller captures.
-    fn key_sep_value_at(&self, hay: &[u8], pos: usize) -> Option<(usize, usize, usize)> {
-        if !self.key_sep_value {
-            return None;
-        }
-        let m = self.re.find_at(hay, pos)?;
-        let (ws, we) = (m.start(), m.end());
-        // The key: identifier characters only, so it ends at the first other byte.
-        let key = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
-        let mut i = ws;
-        while i < we && key(hay[i]) {
-            i += 1;
-        }
-        // SEP: optional (escaped) closing quote, blanks, the separator, blanks. `:=` and `=>`
-        // are forced when present (a value never starts with `=` or `>`).
-        let at = |j: usize| if j < we { hay[j] } else { 0 };
-        if at(i) == b'\\' && matches!(at(i + 1), b'"' | b'\'' | b'`') {
-            i += 2;
-        } else if matches!(at(i), b'"' | b'\'' | b'`') {
-            i += 1;
-        }
-        while matches!(at(i), b' ' | b'\t') {
-            i += 1;
-        }
-        match (at(i), at(i + 1)) {
-            (b':', b'=') | (b'=', b'>') | (b'?', b'=') => i += 2,
-            (b':' | b'=', _) => i += 1,
-            _ => return None,
-        }
-        while matches!(at(i), b' ' | b'\t') {
-            i += 1;
-        }
-        if i >= we || matches!(hay[i], b'"' | b'\'' | b'\\') {
-            return None;
-        }
-        Some((ws, we, i))
-    }
-
     /// Runs the rule over the whole text (custom rules have no keywords).
     pub(crate) fn run_all(&self, text: &[u8], prio: u32, out: &mut Vec<Cand>) {
         let mut locs = self.re.capture_locations();
@@ -198,7 +189,10 @@ pub(crate) struct Cand {
 /// The compiled built-in rules and their keyword automaton.
 pub(crate) struct Builtin {
     pub rules: Vec<Rule>,
-    ac: AhoCorasick,
+    keywords: Keywords,
+    /// Tests only: the plain automaton and the rules' regexes, without the fast paths.
+    #[cfg(test)]
+    slow: bool,
     /// For each automaton pattern, the rules it selects (`None` for the marker keyword).
     pattern_rules: Vec<Option<Vec<u16>>>,
 }
@@ -230,7 +224,8 @@ impl Builtin {
                 .unwrap_or_else(|e| {
                     panic!("built-in redaction rule {} must compile: {e}", spec.name)
                 });
-            rule.key_sep_value = super::rules::is_key_sep_value(&spec.pattern);
+            rule.kv = super::rules::key_sep_value(&spec.pattern)
+                .map(|(alt, min)| KeySepValue::new(&alt, &spec.keywords, min));
             rules.push(rule);
             for kw in &spec.keywords {
                 for v in variants(kw) {
@@ -247,16 +242,25 @@ impl Builtin {
             patterns.push(kw);
             pattern_rules.push(Some(list));
         }
-        let ac = AhoCorasick::builder()
-            .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&patterns)
-            .expect("keyword automaton");
         Builtin {
             rules,
-            ac,
+            keywords: Keywords::new(&patterns),
+            #[cfg(test)]
+            slow: false,
             pattern_rules,
         }
+    }
+
+    /// Tests only: the same rules without the fast paths (keyword filter, hand-scanned
+    /// `KEY SEP value` rules), to compare with.
+    #[cfg(test)]
+    pub(crate) fn slow() -> Builtin {
+        let mut b = Builtin::new();
+        b.slow = true;
+        for r in &mut b.rules {
+            r.kv = None;
+        }
+        b
     }
 
     /// Candidates of the built-in rules (priorities `base..`) and the markers already present.
@@ -274,9 +278,16 @@ impl Builtin {
         let len = text.len();
         let mut line_start = 0;
         let mut nl = memchr::memchr(b'\n', text).unwrap_or(len);
-        for m in self.ac.find_overlapping_iter(text) {
-            let (s, e) = (m.start(), m.end());
-            let Some(list) = &self.pattern_rules[m.pattern().as_usize()] else {
+        #[cfg(test)]
+        let hits = if self.slow {
+            self.keywords.find_all_ac(text)
+        } else {
+            self.keywords.find_all(text)
+        };
+        #[cfg(not(test))]
+        let hits = self.keywords.find_all(text);
+        for (s, e, pattern) in hits {
+            let Some(list) = &self.pattern_rules[pattern] else {
                 if let Some(end) = marker_at(text, s) {
                     markers.push((s, end));
                 }
@@ -364,7 +375,6 @@ pub(crate) fn resolve(
     text: &[u8],
     utf8: bool,
 ) -> Vec<Frag> {
-    const PRE: u32 = u32::MAX;
     if cands.is_empty() {
         return Vec::new();
     }
@@ -379,12 +389,57 @@ pub(crate) fn resolve(
             }
         }
     }
+    if !markers.is_empty() {
+        return claim(cands, markers, 0);
+    }
+    // Candidates that overlap no other (most of them) are fragments as they are; only clusters
+    // of overlapping candidates go through the priority claim, each on its own (a candidate
+    // only ever interacts with those it overlaps).
+    cands.sort_unstable_by_key(|c| (c.start, std::cmp::Reverse(c.end)));
+    let mut frags = Vec::with_capacity(cands.len());
+    let mut k = 0;
+    while k < cands.len() {
+        let mut end = cands[k].end;
+        let mut j = k + 1;
+        while j < cands.len() && cands[j].start < end {
+            end = end.max(cands[j].end);
+            j += 1;
+        }
+        if j == k + 1 {
+            let c = cands[k];
+            if c.start < c.end {
+                frags.push(Frag {
+                    start: c.start,
+                    end: c.end,
+                    prio: c.prio,
+                    group: k,
+                });
+            }
+        } else {
+            frags.extend(claim(cands[k..j].to_vec(), &[], k));
+        }
+        k = j;
+    }
+    #[cfg(debug_assertions)]
+    {
+        let key = |f: &Frag| (f.start, f.end, f.prio);
+        let all: Vec<_> = claim(cands, &[], 0).iter().map(key).collect();
+        debug_assert_eq!(frags.iter().map(key).collect::<Vec<_>>(), all);
+    }
+    frags
+}
+
+/// Claims text for candidates in priority order: each keeps what no earlier fragment or marker
+/// covers. Fragment groups are `group_base` + the candidate's rank.
+fn claim(mut cands: Vec<Cand>, markers: &[(usize, usize)], group_base: usize) -> Vec<Frag> {
+    const PRE: u32 = u32::MAX;
     cands.sort_unstable_by_key(|c| (c.prio, c.start, std::cmp::Reverse(c.end)));
     let mut taken: BTreeMap<usize, (usize, u32, usize)> = BTreeMap::new();
     for &(s, e) in markers {
         taken.insert(s, (e, PRE, usize::MAX));
     }
-    for (group, c) in cands.iter().enumerate() {
+    for (rank, c) in cands.iter().enumerate() {
+        let group = group_base + rank;
         // Intervals in `taken` are disjoint; collect those overlapping [c.start, c.end).
         let mut cover: Vec<(usize, usize)> = taken
             .range(..c.end)

@@ -159,7 +159,8 @@ pub(crate) fn forms(v: &str) -> Vec<String> {
 pub(crate) struct Literals {
     pub values: Vec<String>,
     pub ac: Option<AhoCorasick>,
-    pub max_len: usize,
+    /// Longest form holding a newline (0 when none does): only such a form can cross a line end.
+    pub max_multiline_len: usize,
 }
 
 impl Literals {
@@ -182,11 +183,16 @@ impl Literals {
                 })
                 .expect("literal set too large for aho-corasick")
         });
-        let max_len = values.iter().map(String::len).max().unwrap_or(0);
+        let max_multiline_len = values
+            .iter()
+            .filter(|v| v.contains('\n'))
+            .map(String::len)
+            .max()
+            .unwrap_or(0);
         Literals {
             values,
             ac,
-            max_len,
+            max_multiline_len,
         }
     }
 }

@@ -6,8 +6,10 @@
 //! means every sink shares one rule set, so a new pattern protects all of them at once.
 //!
 //! - `rules`: the built-in table (≈200 typed rules over gitleaks' families), most specific first.
-//! - `engine`: one Aho-Corasick pass over the rules' keywords selects candidate rules and
-//!   regions; only those regexes run there; candidates resolve by priority.
+//! - `engine`: one pass over the rules' keywords selects candidate rules and regions; only
+//!   those regexes run there; candidates resolve by priority.
+//! - `keywords`: the keyword pass itself (a trigram filter, then compares in place).
+//! - `kv`: the `KEY SEP value` rules scanned by hand.
 //! - `checks`: what keeps look-alikes (placeholders, settings, hashes) intact.
 //! - `literals`: known values (env) and their base64 / URL / hex / JSON-escaped forms.
 //! - `stream`: [`StreamRedactor`], redaction of output as it arrives.
@@ -16,6 +18,8 @@
 mod checks;
 mod custom;
 mod engine;
+mod keywords;
+mod kv;
 mod literals;
 mod rules;
 mod stream;
@@ -78,6 +82,18 @@ impl Redactor {
     /// The built-in rules, compiled once per process; later calls are an `Arc` clone.
     pub fn standard() -> Redactor {
         STANDARD.clone()
+    }
+
+    /// Tests only: the built-in rules without the fast paths, to compare with.
+    #[cfg(test)]
+    pub(crate) fn slow_for_tests() -> Redactor {
+        Redactor {
+            inner: Arc::new(Inner {
+                literals: Literals::default(),
+                custom: Vec::new(),
+                builtin: Arc::new(Builtin::slow()),
+            }),
+        }
     }
 
     /// The number of built-in rules.
@@ -259,9 +275,10 @@ impl Redactor {
         }
     }
 
-    /// Longest literal form, for the stream window.
-    pub(crate) fn max_literal_len(&self) -> usize {
-        self.inner.literals.max_len
+    /// Longest literal form holding a newline, for the stream window: only such a value can
+    /// start on a released line and end on a held one.
+    pub(crate) fn max_multiline_literal_len(&self) -> usize {
+        self.inner.literals.max_multiline_len
     }
 
     /// Finds and resolves every secret in `text`.

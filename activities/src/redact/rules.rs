@@ -35,13 +35,18 @@ fn value(min: usize) -> String {
     )
 }
 
-/// Whether `pattern` is `{KEY}(?i:...){KEY}{SEP}` + [`value`] (the `PASSWORD` and
-/// `GENERIC_SECRET` assignments), whose secret part the engine can find without captures.
-pub(super) fn is_key_sep_value(pattern: &str) -> bool {
-    pattern.starts_with(&format!("{KEY}(?i:"))
-        && [1, 8]
-            .iter()
-            .any(|&m| pattern.ends_with(&format!("){KEY}{SEP}{}", value(m))))
+/// For a pattern `{KEY}(?i:ALT){KEY}{SEP}` + [`value`] (the `PASSWORD` and `GENERIC_SECRET`
+/// assignments), `(?i:ALT)` and the value's minimum length: the engine then scans these by hand
+/// (see `kv`) instead of running the regex.
+pub(super) fn key_sep_value(pattern: &str) -> Option<(String, usize)> {
+    let rest = pattern.strip_prefix(KEY)?;
+    if !rest.starts_with("(?i:") {
+        return None;
+    }
+    [1, 8].into_iter().find_map(|m| {
+        let alt = rest.strip_suffix(&format!("{KEY}{SEP}{}", value(m)))?;
+        Some((alt.to_string(), m))
+    })
 }
 
 /// `VENDOR..._KEY = value`: a vendor name, at most 30 identifier characters, a separator, an

@@ -12,6 +12,11 @@ use super::Redactor;
 pub const MAX_PENDING: usize = 1 << 20;
 /// What is kept back when the stream has to release mid-line.
 const FORCE_KEEP: usize = 64 << 10;
+/// Held-back bytes from which a release that freed nothing is only retried once the pending
+/// bytes grew by an eighth: each attempt scans everything pending, so retrying at every line
+/// (an open key block followed by many short lines) would cost quadratic time. Skipping an
+/// attempt is the same as receiving two chunks as one, so the output does not change.
+const RETRY_FROM: usize = 64 << 10;
 
 /// Redacts a stream of chunks. Create with [`Redactor::stream`]; call [`push`](Self::push) per
 /// chunk read and [`finish`](Self::finish) at the end of the stream.
@@ -20,6 +25,8 @@ pub struct StreamRedactor {
     pending: Vec<u8>,
     redactions: usize,
     bytes_in: u64,
+    /// Pending bytes at the last release that freed nothing (0: the last one freed some).
+    fruitless_at: usize,
 }
 
 impl StreamRedactor {
@@ -29,6 +36,7 @@ impl StreamRedactor {
             pending: Vec::new(),
             redactions: 0,
             bytes_in: 0,
+            fruitless_at: 0,
         }
     }
 
@@ -36,10 +44,18 @@ impl StreamRedactor {
     pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
         self.bytes_in += chunk.len() as u64;
         self.pending.extend_from_slice(chunk);
-        if memchr::memchr(b'\n', chunk).is_none() && self.pending.len() < MAX_PENDING {
+        let len = self.pending.len();
+        if memchr::memchr(b'\n', chunk).is_none() && len < MAX_PENDING {
             return Vec::new();
         }
-        self.release(false)
+        if (RETRY_FROM..MAX_PENDING).contains(&len)
+            && len < self.fruitless_at + self.fruitless_at / 8
+        {
+            return Vec::new();
+        }
+        let out = self.release(false);
+        self.fruitless_at = if out.is_empty() { len } else { 0 };
+        out
     }
 
     /// Ends the stream: returns the rest, redacted.
@@ -71,8 +87,10 @@ impl StreamRedactor {
         let mut cut = if all {
             len
         } else {
-            // A known value starting before the cut must be wholly inside `pending`.
-            let limit = len.saturating_sub(self.red.max_literal_len());
+            // A known value starting before the cut must be wholly inside `pending`. Only a value
+            // holding a newline can cross the cut (a line end), so only those widen the window:
+            // a finished line goes out at once (live output) unless such a value is known.
+            let limit = len.saturating_sub(self.red.max_multiline_literal_len());
             memchr::memrchr(b'\n', &self.pending[..limit]).map_or(0, |i| i + 1)
         };
         if !all {

@@ -501,3 +501,125 @@ fn idempotent_edge_case() {
     let once = red.redact_str(text);
     assert_eq!(red.redact_str(&once), once);
 }
+
+/// Differential test: the fast paths (keyword filter, hand-scanned `KEY SEP value` rules) give
+/// the same output as the plain automaton and the rules' regexes, on random text made of the
+/// corpus' secrets and look-alikes, their fragments, and separators.
+#[test]
+fn fast_paths_equal_slow_paths() {
+    let corpus = include_str!("../../tests/redact_corpus.tsv");
+    let mut pieces: Vec<String> = corpus
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split('\t').nth(2))
+        .map(|t| t.replace('\u{23ce}', "\n"))
+        .collect();
+    for p in [
+        "=",
+        ":",
+        ":=",
+        "=>",
+        "?=",
+        " ",
+        "\t",
+        "\n",
+        "\"",
+        "'",
+        "`",
+        "\\",
+        "\\\"",
+        "&",
+        ";",
+        ",",
+        "[REDACTED:PASSWORD]",
+        "[REDACTED:",
+        "password",
+        "PASSWORD_MIN_LENGTH",
+        "db_pass",
+        "pwd",
+        "token",
+        "API_KEY",
+        "client_secret",
+        "secret",
+        "key",
+        "KEY",
+        "pat",
+        "path=",
+        "s3cr3tV4lue",
+        "Xk9#mP2qR7!z",
+        "${API_KEY}",
+        "changeme",
+        "ghp_",
+        "é",
+    ] {
+        pieces.push(p.to_string());
+    }
+    let fast = Redactor::standard();
+    let slow = Redactor::slow_for_tests();
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..2_000 {
+        let mut text = String::new();
+        for _ in 0..(next() % 12) {
+            let p = &pieces[(next() % pieces.len() as u64) as usize];
+            // Whole pieces or a fragment of one (cut at character boundaries).
+            if next() % 3 == 0 {
+                let cut: Vec<char> = p.chars().collect();
+                let a = (next() as usize) % (cut.len() + 1);
+                let b = a + (next() as usize) % (cut.len() - a + 1);
+                text.extend(&cut[a..b]);
+            } else {
+                text.push_str(p);
+            }
+        }
+        assert_eq!(fast.redact(&text), slow.redact(&text), "{text:?}");
+    }
+}
+
+/// Time stays linear on inputs made of nothing but separators, keys or keywords (8× the input
+/// takes well under 64× the time), and the fast paths still agree with the regexes there.
+#[test]
+fn pathological_inputs_are_linear_and_agree() {
+    let fast = Redactor::standard();
+    let slow = Redactor::slow_for_tests();
+    let timed = |text: &str| {
+        let start = std::time::Instant::now();
+        let out = fast.redact(text);
+        (out, start.elapsed())
+    };
+    for unit in ["=", "a="] {
+        let text = unit.repeat(1 << 20);
+        let (got, elapsed) = timed(&text);
+        assert!(elapsed.as_secs() < 10, "{unit:?}: took {elapsed:?}");
+        assert_eq!(got, slow.redact(&text), "{unit:?}");
+    }
+    for unit in [
+        ":",
+        "password=",
+        "token=",
+        "key=",
+        "token=\"",
+        "api_key: '",
+        "pat",
+        "aaaa",
+        "[REDACTED:",
+        "x_token := ",
+        "DB_PASSWORD=hunter2 ",
+    ] {
+        let small = unit.repeat((32 << 10) / unit.len());
+        let big = unit.repeat((256 << 10) / unit.len());
+        let (_, t_small) = timed(&small);
+        let (got, t_big) = timed(&big);
+        let bound = t_small.max(std::time::Duration::from_millis(5)) * 24;
+        assert!(
+            t_big < bound,
+            "{unit:?}: {t_small:?} then {t_big:?} for 8x the input"
+        );
+        assert_eq!(got, slow.redact(&big), "{unit:?}");
+    }
+}

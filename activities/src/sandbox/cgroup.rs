@@ -74,7 +74,7 @@ impl CgroupStats {
 
 /// Reads a container's memory cgroup from the host, for the cgroupfs and systemd drivers on
 /// cgroup v1 and v2. None when none of the places exist (e.g. a remote engine).
-fn host_cgroup_stats(id: &str) -> Option<CgroupStats> {
+pub(super) fn host_cgroup_stats(id: &str) -> Option<CgroupStats> {
     let v1 = [
         format!("/sys/fs/cgroup/memory/docker/{id}"),
         format!("/sys/fs/cgroup/memory/system.slice/docker-{id}.scope"),

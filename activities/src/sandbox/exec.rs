@@ -4,6 +4,7 @@
 
 use super::cgroup::CgroupStats;
 use super::{ExecOutcome, KILLED_EXIT_CODE, Progress, Sandbox};
+use crate::config::SandboxRuntime;
 use crate::docker::SandboxError;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecResults};
@@ -85,11 +86,25 @@ impl Sandbox {
         let mut stderr = Capture::new(self.keep_bytes);
         let deadline = tokio::time::Instant::now() + timeout;
         let mut timed_out = false;
+        // Under gVisor a memory or process limit ends the whole sandbox, and the engine then
+        // leaves the exec's stream open: watch the container itself.
+        let mut watch_death = self.runtime == SandboxRuntime::Gvisor;
+        let died = self.ended();
+        tokio::pin!(died);
         loop {
             tokio::select! {
+                _ = &mut died, if watch_death => {
+                    if self.is_running().await {
+                        // The wait request failed rather than the sandbox: stop watching.
+                        watch_death = false;
+                        continue;
+                    }
+                    return Ok(self.ended_outcome(stdout, stderr, started, denied_before).await);
+                }
                 item = output.next() => match item {
                     None => break,
                     Some(Ok(item)) => {
+                        live_output(progress, &item);
                         route(item, &mut stdout, &mut stderr);
                         progress.stdout_bytes.store(stdout.total, Ordering::Relaxed);
                         progress.stderr_bytes.store(stderr.total, Ordering::Relaxed);
@@ -111,6 +126,7 @@ impl Sandbox {
             let killed = self.kill_user_processes().await;
             let drained = tokio::time::timeout(Duration::from_secs(2), async {
                 while let Some(Ok(item)) = output.next().await {
+                    live_output(progress, &item);
                     route(item, &mut stdout, &mut stderr);
                 }
             })
@@ -123,7 +139,24 @@ impl Sandbox {
         let exit_code = if timed_out {
             KILLED_EXIT_CODE
         } else {
-            self.exit_code(&exec_id).await?
+            let code = self.exit_code(&exec_id).await;
+            // gVisor reports a command whose sandbox died under it as exit 128 (or not at all).
+            // The engine may still list the container as running for a moment after gVisor
+            // reported the command lost (128 or nothing): give it a few seconds to stop.
+            let lost = code.as_ref().map_or(true, |c| *c == 128);
+            let died = watch_death
+                && code.as_ref().map_or(true, |c| *c >= 128)
+                && (!self.is_running().await
+                    || (lost
+                        && tokio::time::timeout(Duration::from_secs(5), self.ended())
+                            .await
+                            .is_ok()));
+            if died {
+                return Ok(self
+                    .ended_outcome(stdout, stderr, started, denied_before)
+                    .await);
+            }
+            code?
         };
         let stats = if timed_out && self.removed.load(Ordering::SeqCst) {
             CgroupStats::default()
@@ -143,7 +176,59 @@ impl Sandbox {
             oom_killed,
             duration,
             egress_denied: self.egress_denied().saturating_sub(denied_before),
+            runtime: self.runtime,
+            sandbox_ended: false,
         })
+    }
+
+    /// Resolves when the container stops (or the engine's wait request fails).
+    async fn ended(&self) {
+        let mut wait = self.docker.wait_container(&self.id, None);
+        let _ = wait.next().await;
+    }
+
+    /// The outcome of a command whose whole sandbox died under it: killed (137), with the
+    /// engine's OOM verdict; the sandbox is removed.
+    async fn ended_outcome(
+        &self,
+        stdout: Capture,
+        stderr: Capture,
+        started: Instant,
+        denied_before: u64,
+    ) -> ExecOutcome {
+        let state = self
+            .docker
+            .inspect_container(&self.id, None)
+            .await
+            .ok()
+            .and_then(|c| c.state);
+        let oom_killed = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
+        // The cgroup may outlive the sandbox's processes for a moment.
+        let peak_memory_bytes =
+            super::cgroup::host_cgroup_stats(&self.id).and_then(|s| s.peak_memory_bytes);
+        tracing::warn!(
+            sandbox = self.short_id(),
+            oom_killed,
+            exit_code = state.as_ref().and_then(|s| s.exit_code),
+            "the whole sandbox ended during the command"
+        );
+        let egress_denied = self.egress_denied().saturating_sub(denied_before);
+        self.kill().await;
+        ExecOutcome {
+            signal: signal_name(KILLED_EXIT_CODE),
+            peak_memory_bytes,
+            stdout: stdout.buf,
+            stderr: stderr.buf,
+            stdout_bytes: stdout.total,
+            stderr_bytes: stderr.total,
+            exit_code: KILLED_EXIT_CODE,
+            timed_out: false,
+            oom_killed,
+            duration: started.elapsed(),
+            egress_denied,
+            runtime: self.runtime,
+            sandbox_ended: true,
+        }
     }
 
     /// Creates and starts `sh -c command` as the command user; returns its id and output.
@@ -210,8 +295,14 @@ impl Sandbox {
     }
 
     /// Sends SIGKILL to every process of the command user (not to init, which is uid 0).
+    /// Bounded: an exec into a wedged sandbox (e.g. gVisor under a process flood) can hang, and
+    /// then the caller removes the whole sandbox instead.
     pub(super) async fn kill_user_processes(&self) -> bool {
-        self.run_script(&["kill -9 -1"], 0).await.is_ok()
+        let kill = self.run_script(&["kill -9 -1"], 0);
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), kill).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Runs a short helper `sh -c script [args...]` as the command user until it exits, and
@@ -300,6 +391,19 @@ pub fn signal_name(exit_code: i64) -> Option<&'static str> {
     ];
     let n = exit_code.checked_sub(128)?;
     (1..32).contains(&n).then(|| NAMES[n as usize])
+}
+
+/// Hands one chunk of exec output to the live output, when there is one.
+fn live_output(progress: &Progress, item: &LogOutput) {
+    use crate::live::Stream;
+    let Some(live) = &progress.live else { return };
+    match item {
+        LogOutput::StdOut { message } | LogOutput::Console { message } => {
+            live.push(Stream::Stdout, message)
+        }
+        LogOutput::StdErr { message } => live.push(Stream::Stderr, message),
+        LogOutput::StdIn { .. } => {}
+    }
 }
 
 /// Sends one chunk of exec output to the capture of its stream.

@@ -8,10 +8,13 @@
 //! [`Sandbox`] value is dropped because the activity was cancelled or the worker code failed.
 //!
 //! What a caller wants is a typed [`SandboxRequest`] (profile, image, network); nothing is read
-//! back from labels. The container's main process is a `sleep` for the configured maximum
+//! back from labels. The profile's isolation tier picks the OCI runtime: `runc`, or gVisor's
+//! `runsc` under one of two engine names (without network, or on an internal egress network),
+//! with a pids limit scaled for gVisor's own threads ([`host_pids_limit`]). The container's main process is a `sleep` for the configured maximum
 //! lifetime, so even a sandbox whose worker was killed expires by itself; commands run in it
 //! through `docker exec` (or, in a pooled sandbox, through a [`standby`] shell started ahead of
-//! time, see [`pool`]); [`cgroup`] reads its memory statistics.
+//! time, see [`pool`]); [`cgroup`] reads its memory statistics. A [`session`] keeps one sandbox
+//! open for many executions of one run.
 //!
 //! It does not own the engine connection, labels or removal (`docker`), policy, budgets or
 //! redaction (the bytes it returns are raw), nor the network of a sandbox with `allowedDomains`
@@ -20,12 +23,13 @@
 mod cgroup;
 mod exec;
 mod pool;
+pub mod session;
 mod standby;
 
 pub use crate::docker::SandboxError;
 pub use exec::signal_name;
 
-use crate::config::{Profile, SandboxConfig};
+use crate::config::{Limits, Profile, SandboxConfig, SandboxRuntime};
 use crate::docker::{self, Connection, Origin, Registry, label};
 use crate::egress::{DomainRule, Egress, Lease};
 use bollard::Docker;
@@ -79,6 +83,32 @@ pub struct Progress {
     pub stdout_bytes: AtomicU64,
     /// Bytes written to stderr so far.
     pub stderr_bytes: AtomicU64,
+    /// Where every chunk of output also goes as it arrives (live output), if anywhere.
+    pub live: Option<crate::live::LiveCapture>,
+}
+
+impl Progress {
+    /// Progress that also hands every chunk of output to `live`.
+    pub fn live(live: crate::live::LiveCapture) -> Progress {
+        Progress {
+            live: Some(live),
+            ..Progress::default()
+        }
+    }
+
+    /// The redacted tail of stdout so far (empty without live output).
+    pub fn stdout_tail(&self) -> String {
+        self.live
+            .as_ref()
+            .map_or_else(String::new, |l| l.tail(crate::live::Stream::Stdout))
+    }
+
+    /// The redacted tail of stderr so far (empty without live output).
+    pub fn stderr_tail(&self) -> String {
+        self.live
+            .as_ref()
+            .map_or_else(String::new, |l| l.tail(crate::live::Stream::Stderr))
+    }
 }
 
 /// What a command did.
@@ -106,6 +136,11 @@ pub struct ExecOutcome {
     pub duration: Duration,
     /// Requests the egress proxy refused while the command ran.
     pub egress_denied: u64,
+    /// The isolation tier the command ran under.
+    pub runtime: SandboxRuntime,
+    /// The whole sandbox died during the command (gVisor: a memory or process limit ends the
+    /// sandbox, not one process).
+    pub sandbox_ended: bool,
 }
 
 /// Creates sandboxes. Connects to Docker on first use, so a worker starts while Docker is down
@@ -118,6 +153,7 @@ pub struct SandboxEngine {
     pool: std::sync::Mutex<std::collections::VecDeque<Sandbox>>,
     pool_wanted: tokio::sync::Notify,
     egress: Egress,
+    sessions: session::Sessions,
 }
 
 impl SandboxEngine {
@@ -138,6 +174,7 @@ impl SandboxEngine {
         );
         Self {
             docker: Connection::default(),
+            sessions: session::Sessions::new(cfg.max_sessions),
             cfg,
             owner,
             registry,
@@ -150,6 +187,11 @@ impl SandboxEngine {
     /// The sandboxes running now (for the kill switch and the reaper).
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The open sessions (sandboxes kept between executions).
+    pub fn sessions(&self) -> &session::Sessions {
+        &self.sessions
     }
 
     /// This engine's owner label (the worker identity).
@@ -177,6 +219,7 @@ impl SandboxEngine {
         let run_id = request.run_id().to_string();
         let image = request.image.clone();
         let limits = cfg.limits(request.profile);
+        let runtime = limits.runtime;
         let mut all_labels = match &request.origin {
             Some(origin) => {
                 let mut l = origin.labels();
@@ -186,6 +229,7 @@ impl SandboxEngine {
             None => HashMap::from([(label::POOL.to_string(), "true".to_string())]),
         };
         all_labels.insert(label::IMAGE.into(), image.clone());
+        all_labels.insert(label::RUNTIME.into(), runtime.as_str().into());
         all_labels.extend(docker::managed(&self.owner, Some(cfg.max_lifetime)));
         let (uid, gid) = parse_user(&cfg.user);
         let tmpfs = HashMap::from([
@@ -221,7 +265,9 @@ impl SandboxEngine {
                 .get_or_insert_with(Vec::new)
                 .push(format!("seccomp={profile}"));
         }
+        let oci_runtime = cfg.oci_runtime(runtime, lease.is_some()).to_string();
         let host_config = HostConfig {
+            runtime: Some(oci_runtime.clone()),
             network_mode: Some(lease.as_ref().map_or("none", |l| l.network()).into()),
             // The embedded DNS of a sandbox network forwards to this, which answers nothing:
             // names are resolved by the proxy, never by the sandbox (no DNS tunnels).
@@ -230,7 +276,7 @@ impl SandboxEngine {
             memory: Some(limits.memory_bytes),
             memory_swap: Some(limits.memory_bytes),
             nano_cpus: Some(limits.nano_cpus),
-            pids_limit: Some(limits.pids_limit),
+            pids_limit: Some(host_pids_limit(limits)),
             ulimits: Some(vec![
                 ulimit("nofile", limits.nofile),
                 ulimit("core", 0),
@@ -261,7 +307,9 @@ impl SandboxEngine {
         let created = docker
             .create_container(Some(opts), body)
             .await
-            .map_err(|e| SandboxError::Unavailable(describe_create_error(&image, &e)))?;
+            .map_err(|e| {
+                SandboxError::Unavailable(describe_create_error(&image, &oci_runtime, &e))
+            })?;
         let switched = self.registry.add(&created.id, &run_id);
         let sandbox = Sandbox {
             created: Instant::now(),
@@ -275,14 +323,37 @@ impl SandboxEngine {
             lease: std::sync::Mutex::new(lease),
             standby: Default::default(),
             held: Default::default(),
+            runtime,
         };
         if let Err(e) = sandbox.docker.start_container(&sandbox.id, None).await {
+            // Force removal also ends whatever a failed gVisor start left running (the sandbox,
+            // gofer and shim processes); the container is never created with auto-remove.
             sandbox.destroy().await;
             return Err(SandboxError::Unavailable(format!(
                 "cannot start sandbox: {e}"
             )));
         }
         Ok(sandbox)
+    }
+
+    /// The OCI runtimes some profile needs that the engine has not registered (empty when all
+    /// are there). Fails when Docker cannot be asked. A sandbox names its runtime explicitly, so
+    /// a missing one is never replaced by the engine's default: creation fails instead.
+    pub async fn missing_runtimes(&self) -> Result<Vec<String>, SandboxError> {
+        let info = self
+            .docker()
+            .await?
+            .info()
+            .await
+            .map_err(|e| SandboxError::Unavailable(format!("cannot ask Docker: {e}")))?;
+        let registered = info.runtimes.unwrap_or_default();
+        Ok(self
+            .cfg
+            .required_runtimes()
+            .into_iter()
+            .filter(|name| !registered.contains_key(*name))
+            .map(str::to_string)
+            .collect())
     }
 
     /// Removes every sandbox and network labelled with this engine's owner. For graceful
@@ -307,6 +378,8 @@ pub struct Sandbox {
     standby: std::sync::Mutex<Option<Standby>>,
     /// Kept alive until the container is gone (see [`Sandbox::release_holding`]).
     held: std::sync::Mutex<Option<Box<dyn Send>>>,
+    /// The isolation tier it runs under.
+    runtime: SandboxRuntime,
 }
 
 impl Sandbox {
@@ -326,6 +399,11 @@ impl Sandbox {
     /// True when the kill switch killed this sandbox.
     pub fn killed_by_switch(&self) -> bool {
         self.switched.load(Ordering::SeqCst)
+    }
+
+    /// The isolation tier it runs under.
+    pub fn runtime(&self) -> SandboxRuntime {
+        self.runtime
     }
 
     /// The container id.
@@ -401,6 +479,27 @@ impl Drop for Sandbox {
     }
 }
 
+/// Host processes and threads one idle gVisor sandbox needs (measured: about 53).
+pub const GVISOR_BASE_PIDS: i64 = 64;
+/// Host processes and threads each guest process of a gVisor sandbox adds (measured: 8 to 10
+/// on the ptrace platform).
+pub const GVISOR_PIDS_PER_PROCESS: i64 = 10;
+
+/// The engine's pids limit for a sandbox of `limits`. The configured limit counts the command's
+/// processes: under runc that is the host count; under gVisor the host sees the sandbox's own
+/// kernel threads plus several per guest process, and gVisor does not enforce the limit inside,
+/// so the host limit is scaled to let about that many guest processes run. Reaching it ends the
+/// whole gVisor sandbox (the host stays safe).
+pub fn host_pids_limit(limits: &Limits) -> i64 {
+    match limits.runtime {
+        SandboxRuntime::Runc => limits.pids_limit,
+        SandboxRuntime::Gvisor => limits
+            .pids_limit
+            .saturating_mul(GVISOR_PIDS_PER_PROCESS)
+            .saturating_add(GVISOR_BASE_PIDS),
+    }
+}
+
 fn ulimit(name: &str, value: i64) -> ResourcesUlimits {
     ResourcesUlimits {
         name: Some(name.into()),
@@ -417,8 +516,15 @@ pub fn parse_user(user: &str) -> (u64, u64) {
     (uid, gid)
 }
 
-fn describe_create_error(image: &str, e: &bollard::errors::Error) -> String {
+fn describe_create_error(image: &str, runtime: &str, e: &bollard::errors::Error) -> String {
     match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. }
+            if message.contains("runtime") =>
+        {
+            format!(
+                "the Docker engine cannot run OCI runtime {runtime:?} ({message}); register it with `scripts/install-deps.sh --gvisor`"
+            )
+        }
         bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         } => format!(
@@ -437,5 +543,21 @@ mod tests {
         assert_eq!(parse_user("1000:1001"), (1000, 1001));
         assert_eq!(parse_user("1000"), (1000, 1000));
         assert_eq!(parse_user("nobody"), (65534, 65534));
+    }
+
+    #[test]
+    fn gvisor_gets_a_host_pids_limit_scaled_for_its_own_threads() {
+        let runc = Limits::default();
+        assert_eq!(host_pids_limit(&runc), 256);
+        let gvisor = Limits {
+            runtime: SandboxRuntime::Gvisor,
+            ..Limits::default()
+        };
+        assert_eq!(host_pids_limit(&gvisor), 256 * 10 + 64);
+        let huge = Limits {
+            pids_limit: i64::MAX,
+            ..gvisor
+        };
+        assert_eq!(host_pids_limit(&huge), i64::MAX);
     }
 }

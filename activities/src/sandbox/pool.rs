@@ -15,9 +15,14 @@ impl SandboxEngine {
         if !request.poolable(&self.cfg) {
             return self.start(request).await;
         }
+        let runtime = self.cfg.limits(request.profile).runtime;
         while let Some(sandbox) = self.pop_pooled() {
             self.pool_wanted.notify_one();
-            if sandbox.created.elapsed() < self.cfg.pool_max_age && sandbox.is_alive().await {
+            // Never hand out a sandbox of another isolation tier than the request's.
+            if sandbox.runtime == runtime
+                && sandbox.created.elapsed() < self.cfg.pool_max_age
+                && sandbox.is_alive().await
+            {
                 self.registry.assign(&sandbox.id, request.run_id());
                 let origin = request.origin.as_ref();
                 tracing::info!(

@@ -37,6 +37,28 @@ impl Sandbox {
     }
 }
 
+/// For sessions, whose sandbox gets a new standby shell after every command.
+impl Sandbox {
+    /// Drops the standby shell if it is no longer usable (its stream ended or printed).
+    pub(super) fn drop_dead_standby(&self) {
+        let mut standby = self.standby.lock().unwrap_or_else(|e| e.into_inner());
+        let dead = standby.as_mut().is_some_and(|s| {
+            futures::FutureExt::now_or_never(futures::StreamExt::next(&mut s.output)).is_some()
+        });
+        if dead {
+            *standby = None;
+        }
+    }
+
+    /// Whether a standby shell waits.
+    pub(super) fn has_standby(&self) -> bool {
+        self.standby
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+}
+
 /// A shell started ahead of time in a pooled sandbox, as the command user in `/workspace`,
 /// waiting on stdin for the one command it will become. Handing out a pooled sandbox then
 /// costs no `docker exec` round trips (create, start: most of a pooled execution's time);

@@ -1,7 +1,8 @@
 //! Hosts the test workflows on `ae-tests`. Started by the harness; not part of the product.
 
 use ae_tests::workflows::{
-    DeployAfterApprovalWorkflow, RunActivityWorkflow, SignalWorkflow, TEST_WORKFLOW_QUEUE,
+    DeployAfterApprovalWorkflow, RunActivityWorkflow, SessionScriptWorkflow, SignalWorkflow,
+    TEST_WORKFLOW_QUEUE,
 };
 use std::str::FromStr;
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
@@ -32,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
         .register_workflow::<RunActivityWorkflow>()?
         .register_workflow::<DeployAfterApprovalWorkflow>()?
         .register_workflow::<SignalWorkflow>()?
+        .register_workflow::<SessionScriptWorkflow>()?
         .build();
     let mut worker = Worker::new(&runtime, client, options)?;
     worker.run().await?;
