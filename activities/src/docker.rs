@@ -281,8 +281,104 @@ impl Registry {
     }
 }
 
+/// How long a removal may take before the container is judged wedged (see [`unwedge`]).
+const WEDGED_AFTER: Duration = Duration::from_secs(5);
+/// How long a removal may still take after the wedge was broken.
+const REMOVAL_AFTER_UNWEDGE: Duration = Duration::from_secs(30);
+
 /// Force-removes a container (and its anonymous volumes), retrying briefly; gone is fine.
+///
+/// Bounded: a removal stuck past [`WEDGED_AFTER`] gets [`unwedge`] once, and the caller waits
+/// at most [`REMOVAL_AFTER_UNWEDGE`] more (the request stays in flight; the reaper retries
+/// whatever is still listed).
 pub async fn remove_container(docker: &Docker, id: &str) {
+    let removal = remove_container_retrying(docker, id);
+    tokio::pin!(removal);
+    if tokio::time::timeout(WEDGED_AFTER, &mut removal)
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    let shim = unwedge(id);
+    tracing::warn!(container = id, ?shim, "container removal is stuck");
+    if tokio::time::timeout(REMOVAL_AFTER_UNWEDGE, &mut removal)
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            container = id,
+            "container removal still stuck; the reaper will retry"
+        );
+    }
+}
+
+/// Breaks a known wedge of the engine: under a process flood, Debian's gVisor release (runsc
+/// 2022) can die while its containerd shim never reaps it (`[runsc] <defunct>`); the shim then
+/// holds the container, and every engine request on it (inspect, kill, removal) hangs. When the
+/// container's shim runs on this host and every process under it is such a corpse, the shim is
+/// SIGKILLed: containerd then reports the task gone and the pending removal completes. A shim
+/// with a live child is never touched (its container's processes would be orphaned). Returns
+/// the shim's pid when it was killed; needs the worker to run as root beside the engine, and
+/// otherwise does nothing.
+pub fn unwedge(container_id: &str) -> Option<u32> {
+    let id_arg = format!("-id\0{container_id}\0");
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        let program = cmdline.split('\0').next().unwrap_or_default();
+        let program = program.rsplit('/').next().unwrap_or_default();
+        if !program.starts_with("containerd-shim") || !cmdline.contains(&id_arg) {
+            continue;
+        }
+        let children = children_of(pid);
+        let all_dead_runsc = !children.is_empty()
+            && children.iter().all(|&c| {
+                let stat = std::fs::read_to_string(format!("/proc/{c}/stat")).unwrap_or_default();
+                // `pid (comm) state ...`
+                stat.contains("(runsc")
+                    && stat
+                        .rsplit(')')
+                        .next()
+                        .is_some_and(|r| r.trim_start().starts_with('Z'))
+            });
+        if !all_dead_runsc {
+            return None;
+        }
+        // SAFETY: kill(2) with a pid read from /proc and a constant signal has no memory effects.
+        let killed = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } == 0;
+        return killed.then_some(pid);
+    }
+    None
+}
+
+/// The pids of a process's children (over all its threads).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// [`remove_container`] without the bound.
+async fn remove_container_retrying(docker: &Docker, id: &str) {
     let opts = RemoveContainerOptionsBuilder::default()
         .force(true)
         .v(true)
@@ -362,4 +458,64 @@ pub async fn remove_owned(docker: &Docker, owner: &str) -> Result<usize, Sandbox
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Child, Command};
+    use std::time::Instant;
+
+    /// A process that looks like a containerd shim of container `id` (its command line holds
+    /// `containerd-shim` and `-id <id>`), with one child started from `program` renamed
+    /// `runsc`, never reaped.
+    fn fake_shim(id: &str, program: &str) -> (Child, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("unwedge-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let runsc = dir.join("runsc");
+        std::fs::copy(program, &runsc).unwrap();
+        let script = "import os, sys, time\n\
+                      os.posix_spawn(sys.argv[3], [sys.argv[3], '30'], dict(os.environ))\n\
+                      time.sleep(60)\n";
+        // The interpreter itself (`python3` may be a launcher that drops argv[0]).
+        let python = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .unwrap();
+        let python = String::from_utf8(python.stdout).unwrap();
+        let shim = Command::new(python.trim())
+            .arg0("containerd-shim-runc-v2")
+            .args(["-c", script, "-id", id])
+            .arg(&runsc)
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        while children_of(shim.id()).is_empty() && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Let a short-lived child exit and become a corpse.
+        std::thread::sleep(Duration::from_millis(200));
+        (shim, dir)
+    }
+
+    use std::os::unix::process::CommandExt;
+
+    #[test]
+    fn a_shim_whose_runsc_is_a_corpse_is_killed_and_a_live_one_never() {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let (mut live, dir) = fake_shim(&id, "/bin/sleep");
+        assert_eq!(unwedge(&id), None, "a shim with a live child was killed");
+        assert!(live.try_wait().unwrap().is_none());
+        live.kill().unwrap();
+        live.wait().unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let (mut wedged, dir) = fake_shim(&id, "/bin/true");
+        assert_eq!(unwedge(&id), Some(wedged.id()));
+        let status = wedged.wait().unwrap();
+        assert!(!status.success(), "{status:?}");
+        std::fs::remove_dir_all(dir).unwrap();
+        assert_eq!(unwedge("no-such-container"), None);
+    }
 }

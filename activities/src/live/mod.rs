@@ -128,11 +128,11 @@ impl LiveCapture {
                 "\n[ae: live output stops after {} MiB; the result has the rest]\n",
                 LIVE_BYTES >> 20
             );
-            st.emit(stream, notice.into_bytes());
+            st.emit(stream, notice.into_bytes(), true);
             return;
         }
         let out = lane.redactor.push(bytes);
-        st.emit(stream, out);
+        st.emit(stream, out, false);
     }
 
     /// The command ended: releases what the redactors held back.
@@ -143,7 +143,7 @@ impl LiveCapture {
                 continue;
             }
             let out = st.lanes[stream as usize].redactor.finish();
-            st.emit(stream, out);
+            st.emit(stream, out, true);
         }
     }
 
@@ -155,14 +155,29 @@ impl LiveCapture {
 }
 
 impl State {
-    /// Hands redacted bytes to the tail and the stream.
-    fn emit(&mut self, stream: Stream, redacted: Vec<u8>) {
+    /// Hands redacted bytes to the tail and the stream. `last`: nothing more of this stream
+    /// follows, so these bytes wait for room in the queue rather than being dropped.
+    fn emit(&mut self, stream: Stream, redacted: Vec<u8>, last: bool) {
         if redacted.is_empty() {
             return;
         }
         let lane = &mut self.lanes[stream as usize];
         lane.tail.push(&redacted);
         if !self.live.sink.enabled() {
+            return;
+        }
+        if last {
+            let mut skipped = std::mem::take(&mut lane.skipped);
+            let pieces = writer::pieces(&redacted)
+                .into_iter()
+                .map(|piece| Piece {
+                    source: self.live.source.clone(),
+                    stream,
+                    data: piece.to_vec(),
+                    skipped: std::mem::take(&mut skipped),
+                })
+                .collect();
+            self.live.sink.send_final(pieces);
             return;
         }
         for piece in writer::pieces(&redacted) {

@@ -19,6 +19,8 @@ pub const OUTPUT_STREAM_PREFIX: &str = "ae:output:";
 pub const PIECE_BYTES: usize = 8 * 1024;
 /// Pieces the queue holds before new ones are dropped.
 const QUEUE: usize = 512;
+/// How long the last pieces of a stream wait for room in a full queue.
+const FINAL_WAIT: Duration = Duration::from_secs(10);
 /// How long the writer gathers pieces before it writes them.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// Most bytes one write carries.
@@ -79,10 +81,50 @@ impl OutputSink {
 
     /// Queues a piece; false when it was dropped (queue full, or no runtime to write from).
     pub(super) fn send(&self, piece: Piece) -> bool {
-        let Some(inner) = &self.inner else {
+        let Some(tx) = self.sender() else {
             return false;
         };
-        let tx = inner.tx.get_or_init(|| {
+        tx.try_send(piece).is_ok()
+    }
+
+    /// Queues the last pieces of a stream (the end of a command, or the notice that live output
+    /// stops): when the queue is full they wait for room, in order, for at most
+    /// [`FINAL_WAIT`], instead of being dropped, so a follower sees how the stream ended. There
+    /// are at most two such batches per stream of a command, so waiting keeps memory bounded.
+    pub(super) fn send_final(&self, pieces: Vec<Piece>) {
+        let Some(tx) = self.sender() else {
+            return;
+        };
+        let mut pieces = pieces.into_iter();
+        for piece in pieces.by_ref() {
+            match tx.try_send(piece) {
+                Ok(()) => continue,
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Err(mpsc::error::TrySendError::Full(piece)) => {
+                    let rest: Vec<Piece> = std::iter::once(piece).chain(pieces).collect();
+                    let tx = tx.clone();
+                    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+                        return;
+                    };
+                    rt.spawn(async move {
+                        for piece in rest {
+                            let len = piece.data.len() as u64;
+                            if tx.send_timeout(piece, FINAL_WAIT).await.is_err() {
+                                crate::metrics::get().live_output_dropped.inc_by(len);
+                                return;
+                            }
+                        }
+                    });
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The queue to the writer task, started on first use.
+    fn sender(&self) -> Option<&mpsc::Sender<Piece>> {
+        let inner = self.inner.as_ref()?;
+        Some(inner.tx.get_or_init(|| {
             let (tx, rx) = mpsc::channel(QUEUE);
             let (conn, max_len, ttl) = (inner.conn.clone(), inner.max_len, inner.ttl);
             match tokio::runtime::Handle::try_current() {
@@ -92,8 +134,7 @@ impl OutputSink {
                 Err(_) => tracing::error!("no runtime: live output is not streamed"),
             }
             tx
-        });
-        tx.try_send(piece).is_ok()
+        }))
     }
 }
 
