@@ -175,6 +175,21 @@ pub(crate) fn fail(kind: &str, message: String) -> ApplicationFailure {
         .build()
 }
 
+/// The install, test and build steps, named, with seed 001's defaults (`npm install`, `npm
+/// test`, `npm run build`) for the commands not given. Shared by every reference workflow.
+pub(crate) fn build_steps(
+    install: &Option<String>,
+    test: &Option<String>,
+    build: &Option<String>,
+) -> [(&'static str, String); 3] {
+    let or = |c: &Option<String>, default: &str| c.clone().unwrap_or_else(|| default.into());
+    [
+        ("install", or(install, "npm install")),
+        ("test", or(test, "npm test")),
+        ("build", or(build, "npm run build")),
+    ]
+}
+
 #[workflow_methods]
 impl BuildAndDeployWorkflow {
     /// Install, test, build, wait for approval, deploy.
@@ -183,26 +198,11 @@ impl BuildAndDeployWorkflow {
         ctx: &mut WorkflowContext<Self>,
         input: BuildAndDeployInput,
     ) -> WorkflowResult<BuildAndDeployResult> {
-        let steps = [
-            (
-                "install",
-                input
-                    .install_command
-                    .clone()
-                    .unwrap_or("npm install".into()),
-            ),
-            (
-                "test",
-                input.test_command.clone().unwrap_or("npm test".into()),
-            ),
-            (
-                "build",
-                input
-                    .build_command
-                    .clone()
-                    .unwrap_or("npm run build".into()),
-            ),
-        ];
+        let steps = build_steps(
+            &input.install_command,
+            &input.test_command,
+            &input.build_command,
+        );
         // One session for the three steps: `npm test` sees what `npm install` wrote. It is
         // closed on every path; if the close itself cannot run, the session's idle timeout
         // reaps it.

@@ -140,26 +140,11 @@ pub(super) async fn build(
     ctx: &WorkflowContext<ProgressiveDeployWorkflow>,
     input: &ProgressiveDeployInput,
 ) -> Result<f64, String> {
-    let steps = [
-        (
-            "install",
-            input
-                .install_command
-                .clone()
-                .unwrap_or("npm install".into()),
-        ),
-        (
-            "test",
-            input.test_command.clone().unwrap_or("npm test".into()),
-        ),
-        (
-            "build",
-            input
-                .build_command
-                .clone()
-                .unwrap_or("npm run build".into()),
-        ),
-    ];
+    let steps = crate::workflow::build_steps(
+        &input.install_command,
+        &input.test_command,
+        &input.build_command,
+    );
     let batch = ctx
         .execute_activity(
             SafeExecuteBatch,
