@@ -376,9 +376,13 @@ async fn in_one_workflow(
         .get_workflow_handle::<LoopWorkflow>(&id)
         .get_result(WorkflowGetResultOptions::default())
         .await?;
-    let history: Value = serde_json::from_str(&temporal_cli(&[
-        "workflow", "show", "-w", &id, "-o", "json",
-    ]))?;
+    let history_json = temporal_cli(&["workflow", "show", "-w", &id, "-o", "json"]);
+    // Kept beside the worker's log, to line the history's times up with the worker's.
+    let _ = std::fs::write(
+        harness().log_dir.join("loop-workflow-history.json"),
+        &history_json,
+    );
+    let history: Value = serde_json::from_str(&history_json)?;
     let events = history["events"].as_array().cloned().unwrap_or_default();
     let mut scheduled: HashMap<String, (String, f64)> = HashMap::new();
     let mut out: HashMap<String, Vec<Duration>> = HashMap::new();

@@ -275,8 +275,9 @@ impl Sandbox {
     }
 
     pub(super) async fn exit_code(&self, exec_id: &str) -> Result<i64, SandboxError> {
-        // The stream ends when the process closes its output; the exit code follows shortly.
-        for _ in 0..50 {
+        // The stream ends when the process closes its output; the exit code follows shortly
+        // (usually at once: the first retries come quickly, later ones every 20 ms).
+        for attempt in 0..60 {
             let info = self
                 .docker
                 .inspect_exec(exec_id)
@@ -287,7 +288,10 @@ impl Sandbox {
             {
                 return Ok(code);
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(
+                Duration::from_millis(1 << attempt.min(4)).min(Duration::from_millis(20)),
+            )
+            .await;
         }
         Err(SandboxError::Failed(
             "exit code never became available".into(),
