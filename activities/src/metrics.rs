@@ -47,6 +47,8 @@ pub struct Metrics {
     pub pool_ready: IntGauge,
     /// `sandbox_pool_size`: the warm pool's configured size.
     pub pool_size: IntGauge,
+    /// `sandbox_sessions_open`: sessions (`openSandbox`) open on this worker now.
+    pub sessions_open: IntGauge,
     /// `live_output_dropped_bytes_total`: redacted live output not appended to `ae:output:*`
     /// (the writer's queue was full, or Redis failed).
     pub live_output_dropped: IntCounter,
@@ -158,6 +160,10 @@ impl Metrics {
                 "Started sandboxes waiting in the warm pool.",
             ),
             pool_size: gauge("sandbox_pool_size", "The warm pool's configured size."),
+            sessions_open: gauge(
+                "sandbox_sessions_open",
+                "Sessions (openSandbox) open on this worker now.",
+            ),
             live_output_dropped: reg(
                 &registry,
                 IntCounter::new(
@@ -178,7 +184,14 @@ impl Metrics {
     }
 
     /// Sets the sandbox gauges (read when the endpoint is scraped).
-    pub fn set_sandboxes(&self, active: usize, pool_ready: usize, pool_size: usize) {
+    pub fn set_sandboxes(
+        &self,
+        active: usize,
+        pool_ready: usize,
+        pool_size: usize,
+        sessions: usize,
+    ) {
+        self.sessions_open.set(sessions as i64);
         self.sandboxes_active.set(active as i64);
         self.pool_ready.set(pool_ready as i64);
         self.pool_size.set(pool_size as i64);

@@ -629,3 +629,31 @@ pub async fn wait_for_http(base: &str, path: &str, status: u16, within: Duration
     }
     panic!("{base}{path} did not answer {status} within {within:?}; last: {last}");
 }
+
+/// The entries of the audit stream `ae:audit` written for one workflow, as JSON objects.
+pub async fn audit_stream(workflow_id: &str) -> Vec<serde_json::Value> {
+    let mut conn = harness().redis().await;
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg("ae:audit")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    reply
+        .ids
+        .iter()
+        .map(|id| {
+            let map: serde_json::Map<String, serde_json::Value> = id
+                .map
+                .iter()
+                .map(|(k, v)| {
+                    let v: String = redis::from_redis_value(v.clone()).unwrap_or_default();
+                    (k.clone(), v.into())
+                })
+                .collect();
+            serde_json::Value::Object(map)
+        })
+        .filter(|e| e["workflowId"] == workflow_id)
+        .collect()
+}

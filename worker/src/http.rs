@@ -181,6 +181,7 @@ async fn metrics(State(s): State<HttpState>) -> Response {
         sandbox.registry().ids().len(),
         sandbox.pooled(),
         sandbox.config().pool_size,
+        sandbox.sessions().count(),
     );
     let mut text = m.render();
     if let Some(addr) = s.core_metrics {

@@ -173,10 +173,25 @@ impl Engine {
     ) -> Result<CloseSandboxResult, ActivityError> {
         let (input, _) = self.begin(&raw, |_: &CloseSandboxInput| &NO_ENV)?;
         let workflow_id = ctx.info().workflow_id.clone().unwrap_or_default();
-        let closed = self
-            .sandbox
-            .sessions()
-            .close(&input.sandbox_id, &workflow_id)
+        let sessions = self.sandbox.sessions();
+        let run_id = sessions
+            .peek(&input.sandbox_id)
+            .map(|s| s.terms().run_id.clone())
+            .unwrap_or_default();
+        let closed = sessions.close(&input.sandbox_id, &workflow_id).await;
+        let action = format!("close {}", input.sandbox_id);
+        self.audit
+            .append(&crate::audit::StreamEntry {
+                run_id: &run_id,
+                workflow_id: &workflow_id,
+                activity: "closeSandbox",
+                environment: Profile::Sandbox.as_str(),
+                action: &action,
+                outcome: "success",
+                reason: if closed { "" } else { "not open" },
+                actor: &self.config.worker_id,
+                client_identity: "",
+            })
             .await;
         Ok(CloseSandboxResult {
             sandbox_id: input.sandbox_id,

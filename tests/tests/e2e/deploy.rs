@@ -2,7 +2,8 @@
 //! workflow; approvals and rejections are sent with the real `temporal` CLI, as an operator would.
 
 use ae_tests::harness::{
-    RunOpts, audit_records, binary, harness, run_activity, run_id, start_worker, temporal_cli,
+    RunOpts, audit_records, audit_stream, binary, harness, run_activity, run_id, start_worker,
+    temporal_cli,
 };
 use ae_tests::workflows::{
     DeployAfterApproval, DeployAfterApprovalWorkflow, Outcome, SeenFailure, TEST_WORKFLOW_QUEUE,
@@ -200,33 +201,6 @@ async fn an_approval_sent_with_the_temporal_cli_lets_the_deploy_run() {
 }
 
 /// The `ae:audit` stream's entries of one workflow.
-async fn audit_stream(workflow_id: &str) -> Vec<serde_json::Value> {
-    let mut conn = harness().redis().await;
-    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg("ae:audit")
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    reply
-        .ids
-        .iter()
-        .map(|id| {
-            let map: serde_json::Map<String, serde_json::Value> = id
-                .map
-                .iter()
-                .map(|(k, v)| {
-                    let v: String = redis::from_redis_value(v.clone()).unwrap_or_default();
-                    (k.clone(), v.into())
-                })
-                .collect();
-            serde_json::Value::Object(map)
-        })
-        .filter(|e| e["workflowId"] == workflow_id)
-        .collect()
-}
-
 #[tokio::test]
 async fn a_rejection_ends_the_workflow_and_deploys_nothing() {
     let run = run_id("reject");

@@ -105,6 +105,7 @@ async fn metrics_move_after_executions_and_include_temporal_metrics() {
         "sandboxes_active",
         "sandbox_pool_ready",
         "sandbox_pool_size",
+        "sandbox_sessions_open",
     ] {
         assert!(
             after.lines().any(|l| l.starts_with(name)),

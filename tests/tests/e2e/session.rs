@@ -5,8 +5,8 @@
 //! the kill switch stops it; a killed worker's session is reaped.
 
 use ae_tests::harness::{
-    ExtraWorker, RunOpts, WORKER_QUEUE, harness, run_activity, run_id, sandboxes_with_label,
-    start_worker, wait_for_no_sandboxes, wait_for_sandbox, worker_pid,
+    ExtraWorker, RunOpts, WORKER_QUEUE, audit_stream, harness, run_activity, run_id,
+    sandboxes_with_label, start_worker, wait_for_no_sandboxes, wait_for_sandbox, worker_pid,
 };
 use ae_tests::workflows::{Outcome, SessionRun, SessionScript, SessionScriptWorkflow, SessionStep};
 use redis::AsyncCommands;
@@ -148,6 +148,25 @@ async fn files_persist_between_executions_until_the_session_is_closed() {
     assert!(
         left.is_empty(),
         "the closed session's sandbox is gone: {left:?}"
+    );
+    // Both closes are audited: the first closed it, the second found nothing open.
+    let sandbox_id = session["sandboxId"].as_str().unwrap();
+    let closes: Vec<(String, String, String)> = audit_stream(&wf)
+        .await
+        .iter()
+        .filter(|e| e["activity"] == "closeSandbox")
+        .map(|e| {
+            let f = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (f("runId"), f("action"), f("reason"))
+        })
+        .collect();
+    let action = format!("close {sandbox_id}");
+    assert_eq!(
+        closes,
+        [
+            (run.clone(), action.clone(), String::new()),
+            (String::new(), action, "not open".to_string()),
+        ]
     );
 }
 
