@@ -630,11 +630,11 @@ pub async fn wait_for_http(base: &str, path: &str, status: u16, within: Duration
     panic!("{base}{path} did not answer {status} within {within:?}; last: {last}");
 }
 
-/// The entries of the audit stream `ae:audit` written for one workflow, as JSON objects.
-pub async fn audit_stream(workflow_id: &str) -> Vec<serde_json::Value> {
+/// Every entry of the Redis stream `key`, each as a JSON object of its fields.
+pub async fn stream_entries(key: &str) -> Vec<serde_json::Value> {
     let mut conn = harness().redis().await;
     let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg("ae:audit")
+        .arg(key)
         .arg("-")
         .arg("+")
         .query_async(&mut conn)
@@ -654,6 +654,40 @@ pub async fn audit_stream(workflow_id: &str) -> Vec<serde_json::Value> {
                 .collect();
             serde_json::Value::Object(map)
         })
+        .collect()
+}
+
+/// The entries of the audit stream `ae:audit` written for one workflow.
+pub async fn audit_stream(workflow_id: &str) -> Vec<serde_json::Value> {
+    stream_entries("ae:audit")
+        .await
+        .into_iter()
         .filter(|e| e["workflowId"] == workflow_id)
         .collect()
+}
+
+/// A test HTTP service's side of one connection: reads the request head (up to the blank
+/// line); `None` when the peer closed or stalled for 5 s first.
+pub fn read_request_head(conn: &mut std::net::TcpStream) -> Option<String> {
+    use std::io::Read;
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// Answers with an HTTP/1.0 plain-text response (`status` like `200 OK`).
+pub fn respond(conn: &mut std::net::TcpStream, status: &str, body: &str) {
+    use std::io::Write;
+    let _ = write!(
+        conn,
+        "HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
 }

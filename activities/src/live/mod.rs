@@ -251,4 +251,74 @@ mod tests {
         );
         assert!(!tail.contains("ghp_"));
     }
+
+    /// Redis stalls (CLIENT PAUSE) while a command prints fast: the queue fills, later pieces
+    /// are dropped and counted, the next entry says how much is missing, and the end of the
+    /// stream still arrives once Redis answers again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_redis_drops_pieces_with_a_notice_but_never_a_streams_end() {
+        use crate::testing::TestRedis;
+        use std::time::Duration;
+        let redis = TestRedis::start().await;
+        let sink = OutputSink::new(redis.conn().await, 100_000, Duration::from_secs(60));
+        let source = Source {
+            run_id: "stalled".into(),
+            workflow_id: "wf".into(),
+            activity_id: "1".into(),
+        };
+        let live = Live::new(&sink, source, &Redactor::standard());
+        let cap = live.capture();
+        let dropped_before = crate::metrics::get().live_output_dropped.get();
+        let mut admin = redis.conn().await;
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(1500)
+            .arg("ALL")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        const LINES: usize = 3000;
+        cap.push(Stream::Stdout, b"line 0\n");
+        // The writer gathers for ~100 ms, then blocks on the paused Redis with line 0.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        for i in 1..LINES {
+            cap.push(Stream::Stdout, format!("line {i}\n").as_bytes());
+        }
+        // Held back until the end (no newline), then released as the stream's last piece.
+        cap.push(Stream::Stdout, b"the-end");
+        cap.finish();
+        let dropped = crate::metrics::get().live_output_dropped.get() - dropped_before;
+        assert!(dropped > 0, "nothing was dropped: the queue never filled");
+
+        let mut conn = redis.conn().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let data: Vec<String> = loop {
+            // Times out while Redis is paused.
+            let reply: Result<redis::streams::StreamRangeReply, _> =
+                redis::AsyncCommands::xrange_all(&mut conn, "ae:output:stalled").await;
+            let data: Vec<String> = reply
+                .map(|r| r.ids)
+                .unwrap_or_default()
+                .iter()
+                .map(|id| id.get::<String>("data").unwrap_or_default())
+                .collect();
+            if data.last().is_some_and(|d| d.ends_with("the-end"))
+                || std::time::Instant::now() > deadline
+            {
+                break data;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(
+            data.last().is_some_and(|d| d.ends_with("the-end")),
+            "the end never arrived: {:?}",
+            data.last()
+        );
+        let all = data.concat();
+        assert!(
+            all.contains("bytes of output not streamed]\n"),
+            "no gap notice"
+        );
+        assert!(all.len() < LINES * 8, "nothing was missing");
+    }
 }

@@ -6,12 +6,11 @@
 
 use ae_tests::for_each_tier;
 use ae_tests::harness::{
-    ExtraWorker, RunOpts, harness, run_activity, run_id, start_worker, wait_for_no_networks,
-    wait_for_no_sandboxes, wait_for_sandbox,
+    ExtraWorker, RunOpts, harness, read_request_head, respond, run_activity, run_id, start_worker,
+    wait_for_no_networks, wait_for_no_sandboxes, wait_for_sandbox,
 };
 use ae_tests::tiers::Tier;
 use serde_json::{Value, json};
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -65,16 +64,9 @@ fn fixture() -> &'static Fixture {
 }
 
 fn serve(mut conn: std::net::TcpStream, seen: &Mutex<Vec<String>>) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        match conn.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let head = String::from_utf8_lossy(&buf);
+    let Some(head) = read_request_head(&mut conn) else {
+        return;
+    };
     let host = head
         .lines()
         .find_map(|l| {
@@ -87,11 +79,7 @@ fn serve(mut conn: std::net::TcpStream, seen: &Mutex<Vec<String>>) {
     let request_line = head.lines().next().unwrap_or("").to_string();
     seen.lock().unwrap().push(request_line);
     let body = format!("hello from {host}\n");
-    let _ = write!(
-        conn,
-        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    respond(&mut conn, "200 OK", &body);
 }
 
 impl Fixture {

@@ -3,7 +3,9 @@
 //! it), and people approve, reject and abort with the real `temporal` CLI. Short windows
 //! (monitorSecs 6, checkIntervalSecs 2) stand in for the day-long canary.
 
-use ae_tests::harness::{ExtraWorker, harness, run_id, start_worker, temporal_cli};
+use ae_tests::harness::{
+    ExtraWorker, harness, read_request_head, respond, run_id, start_worker, temporal_cli,
+};
 use ae_tests::workflows::{
     DeployAfterApproval, DeployAfterApprovalWorkflow, SeenFailure, TEST_WORKFLOW_QUEUE,
     application_failure,
@@ -15,7 +17,6 @@ use ae_workflows_spec::progressive::{
 };
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -64,16 +65,9 @@ fn platform() -> &'static Platform {
 
 /// `/d/<id>/<action>`: records the call; `/d/<id>/health` answers the deployment's health.
 fn serve(mut conn: std::net::TcpStream, deployments: &Mutex<HashMap<String, Deployment>>) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        match conn.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let head = String::from_utf8_lossy(&buf);
+    let Some(head) = read_request_head(&mut conn) else {
+        return;
+    };
     let target = head
         .lines()
         .next()
@@ -104,11 +98,7 @@ fn serve(mut conn: std::net::TcpStream, deployments: &Mutex<HashMap<String, Depl
         }
         _ => ("404 Not Found", "no such route\n".into()),
     };
-    let _ = write!(
-        conn,
-        "HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    respond(&mut conn, status, &body);
 }
 
 fn set_health(id: &str, error_rate: f64, p95: u64) {
@@ -271,28 +261,9 @@ async fn result_of(workflow_id: &str) -> Result<ProgressiveDeployResult, SeenFai
 
 /// Entries of a Redis stream whose `field` is `value`.
 async fn stream(name: &str, field: &str, value: &str) -> Vec<Value> {
-    let mut conn = harness().redis().await;
-    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(name)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
+    ae_tests::harness::stream_entries(name)
         .await
-        .unwrap();
-    reply
-        .ids
-        .iter()
-        .map(|id| {
-            let map: serde_json::Map<String, Value> = id
-                .map
-                .iter()
-                .map(|(k, v)| {
-                    let v: String = redis::from_redis_value(v.clone()).unwrap_or_default();
-                    (k.clone(), v.into())
-                })
-                .collect();
-            Value::Object(map)
-        })
+        .into_iter()
         .filter(|e| e[field] == value)
         .collect()
 }
