@@ -314,51 +314,75 @@ pub async fn remove_container(docker: &Docker, id: &str) {
 }
 
 /// Breaks a known wedge of the engine: under a process flood, Debian's gVisor release (runsc
-/// 2022) can die while its containerd shim never reaps it (`[runsc] <defunct>`); the shim then
-/// holds the container, and every engine request on it (inspect, kill, removal) hangs. When the
-/// container's shim runs on this host and every process under it is such a corpse, the shim is
-/// SIGKILLed: containerd then reports the task gone and the pending removal completes. A shim
-/// with a live child is never touched (its container's processes would be orphaned). Returns
-/// the shim's pid when it was killed; needs the worker to run as root beside the engine, and
-/// otherwise does nothing.
+/// 2022) can die or hang at the host's pids limit in a way its containerd shim never recovers
+/// from (seen: `[runsc] <defunct>` never reaped; and a shim whose gVisor processes linger), and
+/// every engine request on that container (inspect, kill, removal) then hangs.
+///
+/// Called only when a force removal has been stuck for [`WEDGED_AFTER`]: the container is
+/// being removed anyway. When the container's shim runs on this host and every live process
+/// under it is gVisor's (`runsc-sandbox`, `runsc-gofer`, ...; corpses are ignored), those
+/// processes and their descendants and then the shim get SIGKILL: containerd reports the task
+/// gone and the pending removal completes. A shim with any other live child (a runc
+/// container's processes) is never touched. Returns the shim's pid when it was killed; needs
+/// the worker to run as root beside the engine, and otherwise does nothing.
 pub fn unwedge(container_id: &str) -> Option<u32> {
     let id_arg = format!("-id\0{container_id}\0");
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        let program = cmdline.split('\0').next().unwrap_or_default();
-        let program = program.rsplit('/').next().unwrap_or_default();
-        if !program.starts_with("containerd-shim") || !cmdline.contains(&id_arg) {
-            continue;
-        }
-        let children = children_of(pid);
-        let all_dead_runsc = !children.is_empty()
-            && children.iter().all(|&c| {
-                let stat = std::fs::read_to_string(format!("/proc/{c}/stat")).unwrap_or_default();
-                // `pid (comm) state ...`
-                stat.contains("(runsc")
-                    && stat
-                        .rsplit(')')
-                        .next()
-                        .is_some_and(|r| r.trim_start().starts_with('Z'))
-            });
-        if !all_dead_runsc {
-            return None;
-        }
-        // SAFETY: kill(2) with a pid read from /proc and a constant signal has no memory effects.
-        let killed = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } == 0;
-        return killed.then_some(pid);
+    let shim = pids().find(|&pid| {
+        let cmdline = cmdline_of(pid);
+        program_of(&cmdline).starts_with("containerd-shim") && cmdline.contains(&id_arg)
+    })?;
+    let live: Vec<u32> = children_of(shim)
+        .into_iter()
+        .filter(|&c| !is_zombie(c))
+        .collect();
+    if !live
+        .iter()
+        .all(|&c| program_of(&cmdline_of(c)).starts_with("runsc"))
+    {
+        return None;
     }
-    None
+    let mut doomed = Vec::new();
+    let mut next = live;
+    while let Some(pid) = next.pop() {
+        next.extend(children_of(pid));
+        doomed.push(pid);
+    }
+    for pid in doomed.into_iter().chain([shim]) {
+        // SAFETY: kill(2) with a pid read from /proc and a constant signal has no memory
+        // effects.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    }
+    Some(shim)
+}
+
+/// Every process id on this host (as this process sees them).
+fn pids() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+}
+
+/// A process's command line, NUL-separated (empty for a corpse or a vanished process).
+fn cmdline_of(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).into_owned())
+        .unwrap_or_default()
+}
+
+/// The file name of a command line's argv[0].
+fn program_of(cmdline: &str) -> &str {
+    let argv0 = cmdline.split('\0').next().unwrap_or_default();
+    argv0.rsplit('/').next().unwrap_or_default()
+}
+
+/// Whether a process is a corpse (state Z) or already gone.
+fn is_zombie(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // `pid (comm) state ...`; comm may hold spaces and parentheses.
+    stat.rsplit_once(')')
+        .is_none_or(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
 }
 
 /// The pids of a process's children (over all its threads).
@@ -467,13 +491,13 @@ mod tests {
     use std::time::Instant;
 
     /// A process that looks like a containerd shim of container `id` (its command line holds
-    /// `containerd-shim` and `-id <id>`), with one child started from `program` renamed
-    /// `runsc`, never reaped.
-    fn fake_shim(id: &str, program: &str) -> (Child, std::path::PathBuf) {
+    /// `containerd-shim` and `-id <id>`), with one child started from `program` renamed `name`,
+    /// never reaped.
+    fn fake_shim(id: &str, program: &str, name: &str) -> (Child, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("unwedge-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let runsc = dir.join("runsc");
-        std::fs::copy(program, &runsc).unwrap();
+        let child = dir.join(name);
+        std::fs::copy(program, &child).unwrap();
         let script = "import os, sys, time\n\
                       os.posix_spawn(sys.argv[3], [sys.argv[3], '30'], dict(os.environ))\n\
                       time.sleep(60)\n";
@@ -486,7 +510,7 @@ mod tests {
         let shim = Command::new(python.trim())
             .arg0("containerd-shim-runc-v2")
             .args(["-c", script, "-id", id])
-            .arg(&runsc)
+            .arg(&child)
             .spawn()
             .unwrap();
         let t = Instant::now();
@@ -501,21 +525,41 @@ mod tests {
     use std::os::unix::process::CommandExt;
 
     #[test]
-    fn a_shim_whose_runsc_is_a_corpse_is_killed_and_a_live_one_never() {
+    fn only_a_shim_holding_nothing_but_gvisor_is_killed() {
+        // A live child that is not gVisor's (a runc container's process): never touched.
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let (mut live, dir) = fake_shim(&id, "/bin/sleep");
-        assert_eq!(unwedge(&id), None, "a shim with a live child was killed");
-        assert!(live.try_wait().unwrap().is_none());
-        live.kill().unwrap();
-        live.wait().unwrap();
+        let (mut runc, dir) = fake_shim(&id, "/bin/sleep", "sleep");
+        assert_eq!(unwedge(&id), None, "a shim with a runc child was killed");
+        assert!(runc.try_wait().unwrap().is_none());
+        let child = children_of(runc.id());
+        runc.kill().unwrap();
+        runc.wait().unwrap();
+        for c in child {
+            unsafe { libc::kill(c as libc::pid_t, libc::SIGKILL) };
+        }
         std::fs::remove_dir_all(dir).unwrap();
 
+        // A lingering gVisor process: it and the shim go.
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let (mut wedged, dir) = fake_shim(&id, "/bin/true");
-        assert_eq!(unwedge(&id), Some(wedged.id()));
-        let status = wedged.wait().unwrap();
-        assert!(!status.success(), "{status:?}");
+        let (mut lingering, dir) = fake_shim(&id, "/bin/sleep", "runsc-sandbox");
+        let child = children_of(lingering.id());
+        assert_eq!(child.len(), 1);
+        assert_eq!(unwedge(&id), Some(lingering.id()));
+        assert!(!lingering.wait().unwrap().success());
+        let t = Instant::now();
+        while !is_zombie(child[0]) && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(is_zombie(child[0]), "the gVisor process survived");
         std::fs::remove_dir_all(dir).unwrap();
+
+        // A gVisor corpse the shim never reaped: the shim goes.
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let (mut wedged, dir) = fake_shim(&id, "/bin/true", "runsc");
+        assert_eq!(unwedge(&id), Some(wedged.id()));
+        assert!(!wedged.wait().unwrap().success());
+        std::fs::remove_dir_all(dir).unwrap();
+
         assert_eq!(unwedge("no-such-container"), None);
     }
 }

@@ -443,14 +443,10 @@ async fn reference_workflow(run: &str, steps: [&str; 3]) -> (String, String) {
 
 /// The activities the audit stream `ae:audit` recorded for `workflow_id`, in order.
 async fn activities_of(workflow_id: &str) -> Vec<String> {
-    let mut r = harness().redis().await;
-    let entries: redis::streams::StreamRangeReply =
-        r.xrange_all("ae:audit").await.expect("read ae:audit");
-    entries
-        .ids
+    audit_stream(workflow_id)
+        .await
         .iter()
-        .filter(|e| e.get::<String>("workflowId").as_deref() == Some(workflow_id))
-        .filter_map(|e| e.get::<String>("activity"))
+        .filter_map(|e| e["activity"].as_str().map(str::to_string))
         .collect()
 }
 
@@ -477,9 +473,10 @@ async fn the_reference_workflow_builds_in_a_session_and_closes_it_on_every_path(
             "openSandbox",
             "safeExecuteCode",
             "safeExecuteCode",
-            "safeExecuteCode"
+            "safeExecuteCode",
+            "closeSandbox"
         ],
-        "closeSandbox is not audited; the three steps ran in the session"
+        "the three steps ran in the session, then it was closed"
     );
     assert!(sandboxes_with_label("ae.workflow-id", &wf).await.is_empty());
 
@@ -487,7 +484,16 @@ async fn the_reference_workflow_builds_in_a_session_and_closes_it_on_every_path(
     let run = run_id("ref-session-fail");
     let (wf, waited) = reference_workflow(&run, ["true", "echo broken >&2; exit 3", "true"]).await;
     assert!(waited.contains("BuildFailed"), "{waited}");
-    assert_eq!(activities_of(&wf).await.len(), 3, "open, install, test");
+    assert_eq!(
+        activities_of(&wf).await,
+        [
+            "openSandbox",
+            "safeExecuteCode",
+            "safeExecuteCode",
+            "closeSandbox"
+        ],
+        "open, install, test, close"
+    );
     assert!(
         sandboxes_with_label("ae.workflow-id", &wf).await.is_empty(),
         "closed after the failure"
