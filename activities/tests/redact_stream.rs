@@ -231,3 +231,21 @@ proptest! {
         let _ = s.finish();
     }
 }
+
+/// A key block still open at the end of what has arrived, whose last bytes are a known value:
+/// the block's fragments end before the value, but the block itself reaches the end, so the
+/// stream must hold it back (found by `streaming_equals_one_shot`: the next chunk's bytes of the
+/// key body went out in plain).
+#[test]
+fn an_open_key_block_ending_in_a_known_value_is_held_back() {
+    let red = Redactor::standard().with_literals(["hunter22", "envsecret"]);
+    let text = "x-----BEGIN RSA PRIVATE KEY-----aeyJaa\nhunter22KEYBODY\n";
+    let bytes = text.as_bytes();
+    let cut = text.find("KEYBODY").unwrap();
+    let streamed = stream_all(&red, &[&bytes[..cut], &bytes[cut..]]);
+    assert_eq!(
+        String::from_utf8_lossy(&streamed),
+        String::from_utf8_lossy(&red.redact_bytes(bytes).0)
+    );
+    assert!(!String::from_utf8_lossy(&streamed).contains("KEYBODY"));
+}

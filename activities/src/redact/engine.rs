@@ -365,6 +365,9 @@ pub(crate) struct Frag {
     pub end: usize,
     pub prio: u32,
     pub group: usize,
+    /// Where the whole candidate ended (past `end` when a higher-priority match took its
+    /// tail): a stream must not release a block that is still open at the end of its input.
+    pub cand_end: usize,
 }
 
 /// Resolves candidates into disjoint fragments: in priority order, each candidate keeps only
@@ -413,6 +416,7 @@ pub(crate) fn resolve(
                     end: c.end,
                     prio: c.prio,
                     group: k,
+                    cand_end: c.end,
                 });
             }
         } else {
@@ -434,9 +438,9 @@ pub(crate) fn resolve(
 fn claim(mut cands: Vec<Cand>, markers: &[(usize, usize)], group_base: usize) -> Vec<Frag> {
     const PRE: u32 = u32::MAX;
     cands.sort_unstable_by_key(|c| (c.prio, c.start, std::cmp::Reverse(c.end)));
-    let mut taken: BTreeMap<usize, (usize, u32, usize)> = BTreeMap::new();
+    let mut taken: BTreeMap<usize, (usize, u32, usize, usize)> = BTreeMap::new();
     for &(s, e) in markers {
-        taken.insert(s, (e, PRE, usize::MAX));
+        taken.insert(s, (e, PRE, usize::MAX, e));
     }
     for (rank, c) in cands.iter().enumerate() {
         let group = group_base + rank;
@@ -444,29 +448,30 @@ fn claim(mut cands: Vec<Cand>, markers: &[(usize, usize)], group_base: usize) ->
         let mut cover: Vec<(usize, usize)> = taken
             .range(..c.end)
             .rev()
-            .take_while(|(_, (e, _, _))| *e > c.start)
-            .map(|(&s, &(e, _, _))| (s, e))
+            .take_while(|(_, (e, _, _, _))| *e > c.start)
+            .map(|(&s, &(e, _, _, _))| (s, e))
             .collect();
         cover.reverse();
         let mut from = c.start;
         for (s, e) in cover {
             if s > from {
-                taken.insert(from, (s, c.prio, group));
+                taken.insert(from, (s, c.prio, group, c.end));
             }
             from = from.max(e);
         }
         if from < c.end {
-            taken.insert(from, (c.end, c.prio, group));
+            taken.insert(from, (c.end, c.prio, group, c.end));
         }
     }
     taken
         .into_iter()
-        .filter(|(_, (_, p, _))| *p != PRE)
-        .map(|(start, (end, prio, group))| Frag {
+        .filter(|(_, (_, p, _, _))| *p != PRE)
+        .map(|(start, (end, prio, group, cand_end))| Frag {
             start,
             end,
             prio,
             group,
+            cand_end,
         })
         .collect()
 }

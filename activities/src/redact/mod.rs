@@ -337,9 +337,13 @@ impl Redactor {
     }
 }
 
-/// Whether a fragment borders a word character (so its marker may enable a new match).
+/// Whether a fragment borders a word or token character (so its marker may enable a new
+/// match: `Bearer abc-` followed by a key block becomes a token once the block is a marker).
+/// `=` and `:` are left out: they end most `KEY=value` redactions, and a marker after them
+/// never starts a token.
 fn touches_word(text: &[u8], frags: &[Frag]) -> bool {
-    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let word =
+        |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b'+' | b'~');
     frags.iter().any(|f| {
         (f.start > 0 && word(text[f.start - 1])) || (f.end < text.len() && word(text[f.end]))
     })

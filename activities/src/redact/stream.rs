@@ -99,9 +99,9 @@ impl StreamRedactor {
             let mut spans: std::collections::HashMap<usize, (usize, usize)> =
                 std::collections::HashMap::new();
             for f in &run.frags {
-                let e = spans.entry(f.group).or_insert((f.start, f.end));
+                let e = spans.entry(f.group).or_insert((f.start, f.cand_end));
                 e.0 = e.0.min(f.start);
-                e.1 = e.1.max(f.end);
+                e.1 = e.1.max(f.cand_end);
             }
             loop {
                 let crossing = spans
