@@ -173,12 +173,12 @@ impl Engine {
     ) -> Result<CloseSandboxResult, ActivityError> {
         let (input, _) = self.begin(&raw, |_: &CloseSandboxInput| &NO_ENV)?;
         let workflow_id = ctx.info().workflow_id.clone().unwrap_or_default();
-        let sessions = self.sandbox.sessions();
-        let run_id = sessions
-            .peek(&input.sandbox_id)
-            .map(|s| s.terms().run_id.clone())
+        let (run_id, closed) = self
+            .sandbox
+            .sessions()
+            .close(&input.sandbox_id, &workflow_id)
+            .await
             .unwrap_or_default();
-        let closed = sessions.close(&input.sandbox_id, &workflow_id).await;
         let action = format!("close {}", input.sandbox_id);
         self.audit
             .append(&crate::audit::StreamEntry {

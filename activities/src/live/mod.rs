@@ -166,34 +166,30 @@ impl State {
         if !self.live.sink.enabled() {
             return;
         }
+        let piece = |data: &[u8], skipped: u64| Piece {
+            source: self.live.source.clone(),
+            stream,
+            data: data.to_vec(),
+            skipped,
+        };
         if last {
             let mut skipped = std::mem::take(&mut lane.skipped);
             let pieces = writer::pieces(&redacted)
                 .into_iter()
-                .map(|piece| Piece {
-                    source: self.live.source.clone(),
-                    stream,
-                    data: piece.to_vec(),
-                    skipped: std::mem::take(&mut skipped),
-                })
+                .map(|data| piece(data, std::mem::take(&mut skipped)))
                 .collect();
             self.live.sink.send_final(pieces);
             return;
         }
-        for piece in writer::pieces(&redacted) {
-            let queued = self.live.sink.send(Piece {
-                source: self.live.source.clone(),
-                stream,
-                data: piece.to_vec(),
-                skipped: lane.skipped,
-            });
+        for data in writer::pieces(&redacted) {
+            let queued = self.live.sink.send(piece(data, lane.skipped));
             if queued {
                 lane.skipped = 0;
             } else {
-                lane.skipped += piece.len() as u64;
+                lane.skipped += data.len() as u64;
                 crate::metrics::get()
                     .live_output_dropped
-                    .inc_by(piece.len() as u64);
+                    .inc_by(data.len() as u64);
             }
         }
     }

@@ -276,7 +276,7 @@ impl Sandbox {
 
     pub(super) async fn exit_code(&self, exec_id: &str) -> Result<i64, SandboxError> {
         // The stream ends when the process closes its output; the exit code follows shortly
-        // (usually at once: the first retries come quickly, later ones every 20 ms).
+        // (usually at once): retries after 1, 2, 4, 8 ms, then every 20 ms.
         for attempt in 0..60 {
             let info = self
                 .docker
@@ -288,10 +288,8 @@ impl Sandbox {
             {
                 return Ok(code);
             }
-            tokio::time::sleep(
-                Duration::from_millis(1 << attempt.min(4)).min(Duration::from_millis(20)),
-            )
-            .await;
+            let wait_ms = if attempt < 4 { 1 << attempt } else { 20 };
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
         }
         Err(SandboxError::Failed(
             "exit code never became available".into(),

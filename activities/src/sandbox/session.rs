@@ -243,8 +243,9 @@ impl Sessions {
         self.map().get(id).cloned()
     }
 
-    /// Closes `id` if `workflow_id` opened it; true when this call closed it.
-    pub async fn close(&self, id: &str, workflow_id: &str) -> bool {
+    /// Closes `id` if `workflow_id` opened it: the session's run, and whether it was still
+    /// open (false when it had already ended); `None` when `workflow_id` has no such session.
+    pub async fn close(&self, id: &str, workflow_id: &str) -> Option<(String, bool)> {
         let session = {
             let mut map = self.map();
             match map.get(id) {
@@ -252,14 +253,10 @@ impl Sessions {
                 _ => None,
             }
         };
-        match session {
-            Some(s) => {
-                let open = s.ended(Instant::now()).is_none();
-                end(&s, "closed").await;
-                open
-            }
-            None => false,
-        }
+        let s = session?;
+        let open = s.ended(Instant::now()).is_none();
+        end(&s, "closed").await;
+        Some((s.terms.run_id.clone(), open))
     }
 
     /// Closes every session that ended (idle, lifetime, kill switch, broken) until `stop`;
