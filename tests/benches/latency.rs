@@ -104,39 +104,21 @@ async fn measure(n: usize) -> anyhow::Result<()> {
         )
     };
     let run = format!("bench-{}", uuid::Uuid::new_v4().simple());
-    let cold = || {
+    // `safeExecuteCode("true")` through the worker polling `queue`.
+    let execute_true_on = |queue: &str| {
         run_activity(
             "safeExecuteCode",
             json!({"runId": run, "command": "true"}),
             RunOpts {
+                task_queue: queue.to_string(),
                 check_cleanup: false,
                 ..Default::default()
             },
         )
     };
-    let warm = || {
-        run_activity(
-            "safeExecuteCode",
-            json!({"runId": run, "command": "true"}),
-            RunOpts {
-                task_queue: pooled_queue.clone(),
-                check_cleanup: false,
-                ..Default::default()
-            },
-        )
-    };
-
-    let gvisor_cold = || {
-        run_activity(
-            "safeExecuteCode",
-            json!({"runId": run, "command": "true"}),
-            RunOpts {
-                task_queue: gvisor_queue.clone(),
-                check_cleanup: false,
-                ..Default::default()
-            },
-        )
-    };
+    let cold = || execute_true_on(WORKER_QUEUE);
+    let warm = || execute_true_on(&pooled_queue);
+    let gvisor_cold = || execute_true_on(&gvisor_queue);
     let runsc = [
         "run",
         "--rm",

@@ -105,20 +105,7 @@ impl RunActivityWorkflow {
                 }
             }
         };
-        Ok(match result {
-            Ok(v) => Outcome {
-                result: Some(v),
-                ..Default::default()
-            },
-            Err(ActivityExecutionError::Cancelled(_)) => Outcome {
-                cancelled: true,
-                ..Default::default()
-            },
-            Err(e) => Outcome {
-                error: e.failure().map(application_failure),
-                ..Default::default()
-            },
-        })
+        Ok(seen(result))
     }
 }
 

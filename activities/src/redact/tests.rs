@@ -1,5 +1,15 @@
 use super::*;
 
+/// Deterministic pseudo-random numbers (xorshift64) for the randomised comparisons.
+fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 fn r(text: &str) -> String {
     Redactor::standard().redact_str(text)
 }
@@ -411,13 +421,7 @@ fn fuzz_idempotent() {
         .with_literals(["hunter2", "envsecret", "ter2env", "D:J"])
         .with_pattern("CUST", r"ab(?P<secret>cd)")
         .unwrap();
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
     for _ in 0..3_000 {
         let len = (next() % 40) as usize;
         let text: String = (0..len)
@@ -556,19 +560,13 @@ fn fast_paths_equal_slow_paths() {
     }
     let fast = Redactor::standard();
     let slow = Redactor::slow_for_tests();
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
     for _ in 0..2_000 {
         let mut text = String::new();
         for _ in 0..(next() % 12) {
             let p = &pieces[(next() % pieces.len() as u64) as usize];
             // Whole pieces or a fragment of one (cut at character boundaries).
-            if next() % 3 == 0 {
+            if next().is_multiple_of(3) {
                 let cut: Vec<char> = p.chars().collect();
                 let a = (next() as usize) % (cut.len() + 1);
                 let b = a + (next() as usize) % (cut.len() - a + 1);
