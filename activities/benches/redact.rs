@@ -5,6 +5,11 @@
 //! and streamed in 64 KiB chunks) beside the engine before issue 11 (`old_redact.rs`), in the
 //! same run. `REDACT_BENCH_MIB` changes the size; `REDACT_BENCH_ONLY=build|dense` runs one input
 //! and `REDACT_BENCH_NEW_ONLY=1` skips the stream and the old engine (for profiling).
+//! `AE_REDACT_SCALAR=1` measures the scalar keyword filter on a CPU that has the vector one.
+//!
+//! `REDACT_BENCH_HOSTILE=1` instead probes for inputs that are slow or grow worse than linearly:
+//! every built-in keyword, alone and with a separator after it, repeated to 64 KiB; it prints
+//! the slowest units and how their time grows for 4x the input (about 4 is linear).
 
 mod old_redact;
 
@@ -212,6 +217,59 @@ fn mib_s(bytes: usize, f: impl FnOnce() -> usize) -> (Rate, usize) {
     (Rate(mib / secs, cpu), n)
 }
 
+/// Every keyword with each suffix, repeated to 64 KiB; the slowest also to 256 KiB (past the
+/// engine's rescan slack, so the growth says whether time is linear).
+fn hostile(red: &Redactor) {
+    const SUFFIXES: &[&str] = &[
+        "", "-", "_", "=", ":", "a", "0", "/", ".", "@", " ", "\"", ": ", "=\"",
+    ];
+    let time = |unit: &str, kib: usize| {
+        let text = unit.repeat((kib << 10) / unit.len());
+        let start = Instant::now();
+        std::hint::black_box(red.redact(&text));
+        start.elapsed().as_secs_f64()
+    };
+    let mut rows = Vec::new();
+    // Lines whose rules match to the end of the line, and multi-line blocks.
+    for unit in [
+        "Authorization: Bearer /",
+        "Authorization: Basic /",
+        "authorization=token ",
+        "-----BEGIN PRIVATE KEY-----\n",
+        "-----BEGIN PGP PRIVATE KEY BLOCK-----\n",
+    ] {
+        rows.push((time(unit, 64), unit.to_string()));
+    }
+    for kw in Redactor::keywords() {
+        for suffix in SUFFIXES {
+            let unit = format!("{kw}{suffix}");
+            rows.push((time(&unit, 64), unit));
+        }
+    }
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let total: f64 = rows.iter().map(|r| r.0).sum();
+    println!(
+        "hostile units: {} (every keyword x {} suffixes, and 5 lines) repeated to 64 KiB, one-shot: {:.0} MiB/s overall",
+        rows.len(),
+        SUFFIXES.len(),
+        rows.len() as f64 / 16.0 / total
+    );
+    println!(
+        "{:<36} {:>10} {:>10} {:>12}",
+        "slowest units", "64 KiB ms", "MiB/s", "256 KiB / 64"
+    );
+    for (t, unit) in rows.iter().take(12) {
+        let growth = time(unit, 256) / t;
+        println!(
+            "{:<36} {:>10.2} {:>10.0} {:>12.1}",
+            format!("{unit:?}"),
+            t * 1e3,
+            1.0 / 16.0 / t,
+            growth
+        );
+    }
+}
+
 fn main() {
     let mib: usize = std::env::var("REDACT_BENCH_MIB")
         .ok()
@@ -219,14 +277,19 @@ fn main() {
         .unwrap_or(64);
     let size = mib << 20;
     let new = Redactor::standard();
+    if std::env::var_os("REDACT_BENCH_HOSTILE").is_some() {
+        hostile(&new);
+        return;
+    }
     let old = old_redact::Redactor::standard();
     // Compile the rules before timing.
     let _ = new.redact("warm up");
     let _ = old.redact("warm up");
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "redaction throughput, one core, {mib} MiB inputs, {} built-in rules, load {}",
+        "redaction throughput, one core, {mib} MiB inputs, {} built-in rules, {} keyword filter, load {}",
         Redactor::rule_count(),
+        Redactor::keyword_stage(),
         load.split_whitespace()
             .take(3)
             .collect::<Vec<_>>()

@@ -64,3 +64,44 @@ fn rule_table_size() {
         Redactor::rule_types().len()
     );
 }
+
+/// The whole corpus as one large text (hundreds of KiB, so the engine runs its rules over the
+/// windows found so far many times, and the keyword pass hands hits on across many blocks) is
+/// redacted exactly as its lines are one by one.
+#[test]
+fn a_large_text_is_redacted_as_its_lines_are() {
+    let red = Redactor::standard();
+    let lines: Vec<String> = include_str!("redact_corpus.tsv")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split('\t').nth(2).unwrap_or_default().to_string())
+        // Key blocks span lines; every other rule stays within its line.
+        .filter(|t| !t.contains('\u{23ce}'))
+        .collect();
+    let filler = "   Compiling serde v1.0.200 (path=/srv/app) key size ok\n";
+    let (mut whole, mut expected, mut markers) = (String::new(), String::new(), 0);
+    let mut k = 0;
+    while whole.len() < 600 << 10 {
+        // Lines of filler between secrets, a different number each time, so secrets and their
+        // windows fall on every side of the engine's 64 KiB steps.
+        for _ in 0..(k * 7) % 23 {
+            whole.push_str(filler);
+            expected.push_str(filler);
+        }
+        let line = &lines[k % lines.len()];
+        let (out, n) = red.redact(line);
+        whole.push_str(line);
+        whole.push('\n');
+        expected.push_str(&out);
+        expected.push('\n');
+        markers += n;
+        k += 1;
+    }
+    let (got, n) = red.redact(&whole);
+    assert!(markers > 500, "{markers}");
+    assert_eq!(n, markers);
+    assert!(
+        got == expected,
+        "the large text differs from its lines redacted one by one"
+    );
+}

@@ -6,6 +6,8 @@
 //   {"allowedDomains":[...],"command":...,"env":[{"name":...,"sha256":...}],
 //    "files":[{"path":...,"sha256":...}],"image":null|...,"platform":...,"profile":"production",
 //    "runId":...,"timeout":...}
+// plus, for a progressive deployment's stage, "phase", "healthCheckCommand" and
+// "rollbackCommand" in their sorted places, each only when set.
 // `env` holds each variable's name and the SHA-256 of its value (never the value), sorted by
 // name; `timeout` defaults to 300000; `image` null means the worker's default image.
 // Test vector (deploy.rs `the_canonical_form_is_stable`): runId "run-1", platform "vercel",
@@ -38,6 +40,10 @@ export interface DeploymentPlan {
   image: string | null;
   timeout: number;
   profile: string;
+  /** A progressive deployment's stage (`canary`, `promote`, ...); absent otherwise. */
+  phase?: string | null;
+  healthCheckCommand?: string | null;
+  rollbackCommand?: string | null;
   planDigest: string;
   warning: string;
 }
@@ -52,6 +58,9 @@ export interface PlanInput {
   allowedDomains?: string[];
   image?: string;
   timeout?: number;
+  phase?: string;
+  healthCheckCommand?: string;
+  rollbackCommand?: string;
 }
 
 export const DEFAULT_DEPLOY_TIMEOUT_MS = 300000;
@@ -178,9 +187,13 @@ export function canonicalPlanJson(plan: Omit<DeploymentPlan, 'planDigest' | 'war
     command: plan.command,
     env: plan.env.map((e) => ({ name: e.name, sha256: e.sha256 })),
     files: plan.files.map((f) => ({ path: f.path, sha256: f.sha256 })),
+    // JSON.stringify leaves out keys whose value is undefined: a key not set is not covered.
+    healthCheckCommand: plan.healthCheckCommand ?? undefined,
     image: plan.image,
+    phase: plan.phase ?? undefined,
     platform: plan.platform,
     profile: plan.profile,
+    rollbackCommand: plan.rollbackCommand ?? undefined,
     runId: plan.runId,
     timeout: plan.timeout,
   });
@@ -217,6 +230,9 @@ export function deploymentPlan(input: PlanInput): DeploymentPlan {
     image: input.image ?? null,
     timeout: input.timeout ?? DEFAULT_DEPLOY_TIMEOUT_MS,
     profile: DEPLOY_PROFILE,
+    phase: input.phase ?? null,
+    healthCheckCommand: input.healthCheckCommand ?? null,
+    rollbackCommand: input.rollbackCommand ?? null,
   };
   return { ...plan, planDigest: planDigest(plan), warning: PRODUCTION_WARNING };
 }

@@ -228,7 +228,8 @@ pub fn finish_stream(
     redactor: &Redactor,
 ) -> (String, bool, usize) {
     let text = String::from_utf8_lossy(kept);
-    let (mut redacted, count) = redactor.redact(&text);
+    let (redacted, count) = redactor.redact(&text);
+    let mut redacted = redacted.into_owned();
     let truncated = total > cap as u64;
     if truncated && redacted.len() > cap {
         let mut end = cap;

@@ -8,7 +8,8 @@
 //! - `rules`: the built-in table (≈200 typed rules over gitleaks' families), most specific first.
 //! - `engine`: one pass over the rules' keywords selects candidate rules and regions; only
 //!   those regexes run there; candidates resolve by priority.
-//! - `keywords`: the keyword pass itself (a trigram filter, then compares in place).
+//! - `keywords`: the keyword pass itself (a vector Bloom stage where the CPU has AVX-512 VBMI
+//!   and GFNI, a trigram filter, then compares in place).
 //! - `kv`: the `KEY SEP value` rules scanned by hand.
 //! - `checks`: what keeps look-alikes (placeholders, settings, hashes) intact.
 //! - `literals`: known values (env) and their base64 / URL / hex / JSON-escaped forms.
@@ -26,6 +27,7 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
 
 pub use custom::PATTERNS_FILE_ENV;
@@ -99,6 +101,18 @@ impl Redactor {
     /// The number of built-in rules.
     pub fn rule_count() -> usize {
         BUILTIN.rules.len()
+    }
+
+    /// Which first stage the keyword filter runs on this CPU: `"vector"` (x86-64 with AVX-512
+    /// VBMI and GFNI) or `"scalar"` (elsewhere, or with `AE_REDACT_SCALAR` set).
+    pub fn keyword_stage() -> &'static str {
+        BUILTIN.keyword_stage()
+    }
+
+    /// The keywords the built-in rules' prefilter looks for, each case variant on its own:
+    /// for tools that probe the engine (the redaction bench builds hostile inputs from them).
+    pub fn keywords() -> Vec<String> {
+        BUILTIN.keywords()
     }
 
     /// The distinct built-in type names.
@@ -180,19 +194,21 @@ impl Redactor {
     }
 
     /// Redacts all secrets. Returns the text and how many `[REDACTED:...]` markers were inserted
-    /// (markers already in the input are not counted).
-    pub fn redact(&self, text: &str) -> (String, usize) {
+    /// (markers already in the input are not counted). Text without secrets comes back
+    /// borrowed, as `regex`'s `replace_all` does: most output has none, and copying it would
+    /// cost as much as searching it.
+    pub fn redact<'a>(&self, text: &'a str) -> (Cow<'a, str>, usize) {
         let Some((out, n)) = self.rewrite(text.as_bytes(), true) else {
-            return (text.to_owned(), 0);
+            return (Cow::Borrowed(text), 0);
         };
         let out = String::from_utf8(out)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-        (out, n)
+        (Cow::Owned(out), n)
     }
 
     /// Convenience: just the text.
     pub fn redact_str(&self, text: &str) -> String {
-        self.redact(text).0
+        self.redact(text).0.into_owned()
     }
 
     /// Redacts secrets in arbitrary bytes (binary files, raw output): the same rules, literals

@@ -43,24 +43,36 @@ impl StreamRedactor {
     /// Adds a chunk; returns the redacted bytes that are now safe to release (maybe none).
     pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
         self.bytes_in += chunk.len() as u64;
-        self.pending.extend_from_slice(chunk);
-        let len = self.pending.len();
-        if memchr::memchr(b'\n', chunk).is_none() && len < MAX_PENDING {
+        let len = self.pending.len() + chunk.len();
+        let wait = (memchr::memchr(b'\n', chunk).is_none() && len < MAX_PENDING)
+            || ((RETRY_FROM..MAX_PENDING).contains(&len)
+                && len < self.fruitless_at + self.fruitless_at / 8);
+        if wait {
+            self.pending.extend_from_slice(chunk);
             return Vec::new();
         }
-        if (RETRY_FROM..MAX_PENDING).contains(&len)
-            && len < self.fruitless_at + self.fruitless_at / 8
-        {
-            return Vec::new();
-        }
-        let out = self.release(false);
+        let out = if self.pending.is_empty() {
+            // Nothing held back (the usual case): redact the chunk where it is and keep only
+            // what has to wait, instead of copying all of it in first.
+            let (out, cut) = self.release(chunk, false);
+            self.pending.extend_from_slice(&chunk[cut..]);
+            out
+        } else {
+            let mut pending = std::mem::take(&mut self.pending);
+            pending.extend_from_slice(chunk);
+            let (out, cut) = self.release(&pending, false);
+            pending.drain(..cut);
+            self.pending = pending;
+            out
+        };
         self.fruitless_at = if out.is_empty() { len } else { 0 };
         out
     }
 
     /// Ends the stream: returns the rest, redacted.
     pub fn finish(&mut self) -> Vec<u8> {
-        self.release(true)
+        let pending = std::mem::take(&mut self.pending);
+        self.release(&pending, true).0
     }
 
     /// Markers inserted so far.
@@ -78,12 +90,14 @@ impl StreamRedactor {
         self.pending.len()
     }
 
-    fn release(&mut self, all: bool) -> Vec<u8> {
-        let len = self.pending.len();
+    /// Redacts what of `pending` (held back and new bytes) is safe to release, everything when
+    /// `all`; returns it and how many bytes of `pending` it covers.
+    fn release(&mut self, pending: &[u8], all: bool) -> (Vec<u8>, usize) {
+        let len = pending.len();
         if len == 0 {
-            return Vec::new();
+            return (Vec::new(), 0);
         }
-        let run = self.red.run(&self.pending, false);
+        let run = self.red.run(pending, false);
         let mut cut = if all {
             len
         } else {
@@ -91,7 +105,7 @@ impl StreamRedactor {
             // holding a newline can cross the cut (a line end), so only those widen the window:
             // a finished line goes out at once (live output) unless such a value is known.
             let limit = len.saturating_sub(self.red.max_multiline_literal_len());
-            memchr::memrchr(b'\n', &self.pending[..limit]).map_or(0, |i| i + 1)
+            memchr::memrchr(b'\n', &pending[..limit]).map_or(0, |i| i + 1)
         };
         if !all {
             // Never cut through a candidate (all fragments of one candidate go out together):
@@ -112,17 +126,14 @@ impl StreamRedactor {
                     .map(|&(s, _)| s)
                     .min();
                 let Some(start) = crossing else { break };
-                cut = memchr::memrchr(b'\n', &self.pending[..start]).map_or(0, |i| i + 1);
+                cut = memchr::memrchr(b'\n', &pending[..start]).map_or(0, |i| i + 1);
             }
             if cut == 0 && len >= MAX_PENDING {
                 // A line longer than the window: release all but the tail, at a space if one is
                 // near, and never inside a secret (a secret crossing the cut goes out whole).
                 cut = len - FORCE_KEEP.min(len);
                 let lo = cut.saturating_sub(4096);
-                if let Some(i) = self.pending[lo..cut]
-                    .iter()
-                    .rposition(u8::is_ascii_whitespace)
-                {
+                if let Some(i) = pending[lo..cut].iter().rposition(u8::is_ascii_whitespace) {
                     cut = lo + i + 1;
                 }
                 for f in &run.frags {
@@ -133,7 +144,7 @@ impl StreamRedactor {
             }
         }
         if cut == 0 {
-            return Vec::new();
+            return (Vec::new(), 0);
         }
         let frags: Vec<_> = run.frags.into_iter().filter(|f| f.end <= cut).collect();
         // The same passes as one-shot redaction, on whole lines.
@@ -141,16 +152,15 @@ impl StreamRedactor {
         // line-local and none crosses the cut); only when a marker touches a word character are
         // the further passes of one-shot redaction needed.
         let (out, n) = if frags.is_empty() {
-            (self.pending[..cut].to_vec(), 0)
-        } else if !super::touches_word(&self.pending[..cut], &frags) {
-            self.red.render(&self.pending[..cut], &frags)
+            (pending[..cut].to_vec(), 0)
+        } else if !super::touches_word(&pending[..cut], &frags) {
+            self.red.render(&pending[..cut], &frags)
         } else {
             self.red
-                .rewrite(&self.pending[..cut], false)
-                .unwrap_or_else(|| (self.pending[..cut].to_vec(), 0))
+                .rewrite(&pending[..cut], false)
+                .unwrap_or_else(|| (pending[..cut].to_vec(), 0))
         };
         self.redactions += n;
-        self.pending.drain(..cut);
-        out
+        (out, cut)
     }
 }
