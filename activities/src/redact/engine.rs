@@ -20,8 +20,8 @@ use super::rules::{Spec, multiline_specs, specs};
 
 /// Bytes before a keyword a match may start (the key before `_PASSWORD`, a scheme before `://`).
 const BACK: usize = 256;
-/// Bytes after a keyword a single-line match may reach before it is extended to the end of its
-/// run of non-space bytes (so a cut never leaks a token's tail).
+/// Bytes after a keyword a single-line match may start in (a window). It may end further on, up
+/// to its line's end: a window cut inside its line is searched with the rest of the line.
 const FWD: usize = 4096;
 /// Windows of one rule closer than this are searched as one. Zero: only windows that touch
 /// (a wider gap made keyword-only rules scan nearly all of key=value-dense text).
@@ -96,15 +96,45 @@ impl Rule {
         out: &mut Vec<Cand>,
         scratch: &mut Scratch,
     ) {
-        let Scratch { locs, token } = scratch;
-        let hay = &text[..to];
-        let mut pos = from;
+        let Scratch {
+            locs,
+            done,
+            ahead,
+            line,
+        } = scratch;
+        // A window ends FWD after its last keyword or at its line's end. One cut inside its line
+        // is searched with the rest of the line as haystack: matches start in the window but
+        // end where the rule says (a quoted value or a header over 4 KiB, spaces and all).
+        let end = if self.multiline || to >= text.len() || text[to] == b'\n' {
+            to
+        } else {
+            if !(line.0..=line.1).contains(&to) {
+                *line = (
+                    to,
+                    memchr::memchr(b'\n', &text[to..]).map_or(text.len(), |i| to + i),
+                );
+            }
+            line.1
+        };
+        let hay = &text[..end];
+        // Text inside this rule's last kept match is redacted already (a window of a later
+        // keyword inside a long value would search it again, to the same far end).
+        let mut pos = from.max(*done);
         // Searching again after a refused candidate rescans its text, so a long token full of
         // refused look-alikes (`sk-` repeated) would cost quadratic time. Past this budget a
         // refused candidate is redacted instead (the safe side) and the search goes on after
         // it: time stays linear whatever the text.
         let mut rescan_budget = RESCAN_FACTOR * (to - from) + RESCAN_SLACK;
         while pos <= to {
+            // Where a search past the window's end last looked (see `Ahead`).
+            if let Some(a) = ahead.filter(|a| a.end == end && a.from <= pos) {
+                match a.next {
+                    None => break,
+                    Some(n) if pos <= n && n > to => break,
+                    _ => {}
+                }
+            }
+            let searched_from = pos;
             let from = match self.kv.as_ref().map(|kv| kv.find(hay, pos)) {
                 Some(Kv::Found(w0, w1, v0, v1)) => {
                     #[cfg(debug_assertions)]
@@ -125,6 +155,7 @@ impl Rule {
                 }
                 Some(Kv::None) => {
                     debug_assert!(self.re.find_at(hay, pos).is_none(), "{}", self.name);
+                    *ahead = Ahead::none(searched_from, end, to);
                     break;
                 }
                 Some(Kv::Regex(from)) => {
@@ -140,11 +171,12 @@ impl Rule {
                 }
                 None => Ok(pos),
             };
-            let (ws, we, s, mut e) = match from {
+            let (ws, we, s, e) = match from {
                 Err(found) => found,
                 Ok(from) if self.groups.is_empty() => {
                     // No secret group: the whole match is the secret, no captures needed.
                     let Some(m) = self.re.find_at(hay, from) else {
+                        *ahead = Ahead::none(searched_from, end, to);
                         break;
                     };
                     (m.start(), m.end(), m.start(), m.end())
@@ -155,6 +187,7 @@ impl Rule {
                     // a PikeVM at a few MiB/s (a line of `Authorization: Bearer /` repeated).
                     // A longer match is redacted whole.
                     let Some(m) = self.re.find_at(hay, from) else {
+                        *ahead = Ahead::none(searched_from, end, to);
                         break;
                     };
                     let (ws, we) = (m.start(), m.end());
@@ -173,6 +206,15 @@ impl Rule {
                     }
                 }
             };
+            if ws > to {
+                // The next match starts past this window: a later window may reach it.
+                *ahead = Some(Ahead {
+                    from: searched_from,
+                    end,
+                    next: Some(ws),
+                });
+                break;
+            }
             let mut kept = self.check.keep(&text[ws..we], &text[s..e]);
             if !kept {
                 let cost = we.saturating_sub(pos);
@@ -183,22 +225,7 @@ impl Rule {
                 }
             }
             if kept {
-                // A window cut mid-token: take the rest of the token too (remembered, so the
-                // windows of one long token do not each scan the rest of it).
-                if e == to && e == we && !self.multiline {
-                    if (token.0..token.1).contains(&e) {
-                        e = token.1;
-                    } else {
-                        let start = e;
-                        while e < text.len()
-                            && !text[e].is_ascii_whitespace()
-                            && !matches!(text[e], b'"' | b'\'')
-                        {
-                            e += 1;
-                        }
-                        *token = (start, e);
-                    }
-                }
+                *done = (*done).max(we);
                 if s < e {
                     out.push(Cand {
                         start: s,
@@ -225,20 +252,48 @@ impl Rule {
     }
 }
 
-/// What one rule's searches reuse from one window to the next.
+/// What one rule's searches reuse from one window to the next (windows come in order).
 pub(crate) struct Scratch {
     locs: CaptureLocations,
-    /// The last run of token bytes a kept match was extended through: a later window's match
-    /// ending inside it ends where it does.
-    token: (usize, usize),
+    /// The end of the last kept match: later windows start no earlier.
+    done: usize,
+    /// The last search that looked past its window's end.
+    ahead: Option<Ahead>,
+    /// The end of the line holding a position (`line.0..=line.1` holds no newline but at
+    /// `line.1`): the windows of one long line find its end once.
+    line: (usize, usize),
 }
 
 impl Scratch {
     fn new(rule: &Rule) -> Scratch {
         Scratch {
             locs: rule.re.capture_locations(),
-            token: (0, 0),
+            done: 0,
+            ahead: None,
+            line: (1, 0),
         }
+    }
+}
+
+/// A search from `from` over `text[..end]` (the rest of a line, past its window's end) found
+/// its next match starting at `next`, or none. A later window of the same line searching from
+/// a position up to `next` would find the same: it stops there instead of scanning the rest of
+/// a long line again, which would make many keyword hits on one long line cost quadratic time.
+#[derive(Clone, Copy)]
+struct Ahead {
+    from: usize,
+    end: usize,
+    next: Option<usize>,
+}
+
+impl Ahead {
+    /// No match from `from` in `text[..end]`: worth remembering when the search looked past `to`.
+    fn none(from: usize, end: usize, to: usize) -> Option<Ahead> {
+        (end > to).then_some(Ahead {
+            from,
+            end,
+            next: None,
+        })
     }
 }
 

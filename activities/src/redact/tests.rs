@@ -627,22 +627,90 @@ fn pathological_inputs_are_linear_and_agree() {
         );
         assert_eq!(got, owned(slow.redact(&big)), "{unit:?}");
     }
-    // One long token with a kept match every 4.4 KiB, in windows that do not touch: each kept
-    // match at its window's end is extended to the token's end, once for the whole token (16x
-    // the input: at most 48x the time).
+    // Long lines with a keyword every 4.4 KiB or so, in windows that do not touch: each
+    // window's search may run to its line's end, so the line's end is found once per rule,
+    // a search past a window remembers what it found, and a long kept match is not searched
+    // again from the keywords inside it (16x the input: at most 48x the time).
     let mut next = xorshift(7);
     const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let unit: String = "/sk-"
-        .chars()
-        .chain((0..4400).map(|_| ALNUM[(next() % 62) as usize] as char))
+    let noise: String = (0..4400)
+        .map(|_| ALNUM[(next() % 62) as usize] as char)
         .collect();
-    let small = unit.repeat(32);
-    let big = unit.repeat(512);
-    let (_, t_small) = timed(&small);
-    let (got, t_big) = timed(&big);
-    let bound = t_small.max(std::time::Duration::from_millis(5)) * 48;
-    assert!(t_big < bound, "long token: {t_small:?} then {t_big:?}");
-    assert_eq!(got, owned(slow.redact(&big)));
+    let words = "ab cd ".repeat(750);
+    for (head, unit) in [
+        // A kept match every 4.4 KiB, each ending at the next `/`.
+        (String::new(), format!("/sk-{noise}")),
+        // One header value over the whole line, with keywords inside it.
+        (
+            "Authorization: Digest ".to_string(),
+            format!("{words} authorization: x "),
+        ),
+        // Quoted values opened and closed 4.5 KiB apart.
+        (String::new(), format!("password=\"{words}")),
+        // Keywords that never make a match (`SK` not at a word start).
+        (String::new(), format!("{noise}SK{words}")),
+    ] {
+        let small = format!("{head}{}", unit.repeat(32));
+        let big = format!("{head}{}", unit.repeat(512));
+        let (_, t_small) = timed(&small);
+        let (got, t_big) = timed(&big);
+        let bound = t_small.max(std::time::Duration::from_millis(5)) * 48;
+        assert!(
+            t_big < bound,
+            "{head}{}…: {t_small:?} then {t_big:?}",
+            &unit[..20]
+        );
+        assert_eq!(got, owned(slow.redact(&big)));
+    }
+}
+
+/// A value longer than a window (4 KiB after its keyword) is redacted to its end, spaces and
+/// all, in one piece or streamed: quoted values, a header's value, a flag's quoted argument.
+#[test]
+fn a_value_longer_than_a_window_is_redacted_to_its_end() {
+    // Words that hold no placeholder word (no d, e, o, t or x).
+    const LETTERS: &[u8] = b"abcfghijklmnpqrsuvwyz23456789";
+    let mut next = xorshift(11);
+    for n in [100, 600, 2_000, 5_000] {
+        let words: Vec<String> = (0..n)
+            .map(|_| {
+                (0..7)
+                    .map(|_| LETTERS[(next() % 29) as usize] as char)
+                    .collect()
+            })
+            .collect();
+        let v = words.join(" ");
+        for line in [
+            format!("Authorization: Digest {v}"),
+            format!("x Authorization: Digest {v} "),
+            format!("password=\"{v}\""),
+            format!("{{\"password\": \"{v}\"}}"),
+            format!("API_KEY='{v}'"),
+            format!("client_secret: \"{v}\""),
+            format!("mysql --password \"{v}\""),
+        ] {
+            let text = format!("before\n{line}\nafter\n");
+            let out = r(&text);
+            let left: Vec<&String> = words.iter().filter(|w| out.contains(w.as_str())).collect();
+            assert!(
+                left.is_empty(),
+                "{n} words, {}…: {} left",
+                &line[..20],
+                left.len()
+            );
+            assert!(
+                out.starts_with("before\n") && out.ends_with("\nafter\n"),
+                "{out}"
+            );
+            let mut stream = Redactor::standard().stream();
+            let mut streamed = Vec::new();
+            for chunk in text.as_bytes().chunks(1000) {
+                streamed.extend(stream.push(chunk));
+            }
+            streamed.extend(stream.finish());
+            assert_eq!(String::from_utf8(streamed).unwrap(), out);
+        }
+    }
 }
 
 fn owned((text, n): (std::borrow::Cow<'_, str>, usize)) -> (String, usize) {
