@@ -5,6 +5,7 @@
 
 use ae_tests::harness::{
     ExtraWorker, harness, read_request_head, respond, run_id, start_worker, temporal_cli,
+    wait_for_no_sandboxes, wait_for_sandbox,
 };
 use ae_tests::workflows::{
     DeployAfterApproval, DeployAfterApprovalWorkflow, SeenFailure, TEST_WORKFLOW_QUEUE,
@@ -500,6 +501,83 @@ async fn an_abort_signal_rolls_the_canary_back() {
             .any(|e| e.0 == "progressive.rollback" && e.2 == "on-call"),
         "{ev:?}"
     );
+}
+
+/// An abort stops a running build: the workflow ends Aborted long before the build would have
+/// (`sleep 120`), its sandbox is gone, and nothing reached the platform.
+#[tokio::test]
+async fn an_abort_cancels_a_running_build() {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut inp = input(&id, 6);
+    inp.build_command = Some("sleep 120".into());
+    let run = inp.run_id.clone();
+    let wf = start(&id, inp).await;
+    wait_for_sandbox("ae.run-id", &run, Duration::from_secs(60))
+        .await
+        .expect("the build's sandbox");
+    let t = Instant::now();
+    signal(
+        &wf,
+        "abortDeployment",
+        json!({"approver": "on-call", "reason": "wrong branch"}),
+    );
+    let r = result_of(&wf).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let took = t.elapsed();
+    assert_eq!(r.outcome, DeploymentOutcome::Aborted, "{r:?}");
+    assert!(r.reason.contains("wrong branch"), "{}", r.reason);
+    assert!(took < Duration::from_secs(40), "aborted after {took:?}");
+    let left = wait_for_no_sandboxes("ae.run-id", &run, Duration::from_secs(5)).await;
+    assert!(
+        left.is_empty(),
+        "the build's sandbox outlived the abort: {left:?}"
+    );
+    assert!(actions(&id).is_empty(), "{:?}", actions(&id));
+    assert_eq!(status(&wf).await.phase, DeploymentPhase::Aborted);
+    // The batch was cancelled (the worker stopped it), not finished.
+    let batch = stream("ae:audit", "workflowId", &wf).await;
+    let batch: Vec<_> = batch
+        .iter()
+        .filter(|e| e["activity"] == "safeExecuteBatch")
+        .collect();
+    assert!(
+        batch
+            .iter()
+            .any(|e| e["outcome"] == "failure" && e["reason"] == "cancelled"),
+        "{batch:?}"
+    );
+}
+
+/// An abort stops a running health check (`sleep 50` before it asks the platform) and rolls
+/// the canary back at once.
+#[tokio::test]
+async fn an_abort_cancels_a_running_health_check_and_rolls_back() {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    set_health(&id, 0.01, 120);
+    let mut inp = input(&id, 120);
+    inp.health_check_command = format!("sleep 50; {}", inp.health_check_command);
+    let run = inp.run_id.clone();
+    let wf = start(&id, inp).await;
+    let canary = wait_for_stage(&wf, "canary").await;
+    approve(&wf, "release-manager", &canary.plan.plan_digest);
+    wait_for_phase(&wf, DeploymentPhase::Monitoring).await;
+    // The first check is due 2 s in; give its sandbox time to start.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(status(&wf).await.measurements.is_empty());
+    let t = Instant::now();
+    signal(
+        &wf,
+        "abortDeployment",
+        json!({"approver": "on-call", "reason": "pager storm"}),
+    );
+    let r = result_of(&wf).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let took = t.elapsed();
+    assert_eq!(r.outcome, DeploymentOutcome::RolledBack, "{r:?}");
+    assert!(r.reason.contains("pager storm"), "{}", r.reason);
+    assert!(took < Duration::from_secs(35), "rolled back after {took:?}");
+    assert_eq!(actions(&id), ["canary?percent=1", "rollback"]);
+    assert_eq!(health_checks(&id), 0, "the check ran to its end");
+    let left = wait_for_no_sandboxes("ae.run-id", &run, Duration::from_secs(5)).await;
+    assert!(left.is_empty(), "a sandbox outlived the rollback: {left:?}");
 }
 
 #[tokio::test]

@@ -14,7 +14,8 @@
 //!
 //! The rollback is `deployWithApproval` with `rollback: true` on the canary plan and its
 //! approval: the worker runs the plan's `rollbackCommand`, nothing else. `abortDeployment`
-//! rolls back from any phase (once the running step finishes). An approval counts only while
+//! rolls back from any phase: it cancels a running build or health check (the worker stops its
+//! sandbox), and lets a running deploy finish first. An approval counts only while
 //! its stage is pending and only if it names that stage's digest, so an approval of the canary
 //! never promotes, and an approval sent before the promotion was shown is ignored; the worker
 //! re-verifies every approval against the signal history and spends it once. Every phase and
@@ -105,7 +106,8 @@ impl ProgressiveDeployWorkflow {
         record(ctx, &run, "build.started", "info", "workflow", "", None).await;
         let built = build(ctx, &input).await;
         let batch = match built {
-            Ok(b) => b,
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(aborted_before_deploy(ctx, &run).await),
             Err(e) => {
                 ctx.state_mut(|w| w.status.phase = DeploymentPhase::Failed);
                 record(ctx, &run, "build", "failure", "workflow", &e, None).await;

@@ -14,7 +14,9 @@ use crate::workflow::{activity_options, fail};
 use futures::FutureExt;
 use std::time::{Duration, UNIX_EPOCH};
 use temporalio_common::RetryPolicy;
-use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
+use temporalio_sdk::{
+    ActivityCancellationType, ActivityOptions, CancellableFuture, WorkflowContext, WorkflowResult,
+};
 
 /// The input with its defaults applied and checked.
 pub(super) struct Settings {
@@ -139,38 +141,39 @@ pub(super) fn now_ms(ctx: &WorkflowContext<ProgressiveDeployWorkflow>) -> u64 {
 pub(super) async fn build(
     ctx: &WorkflowContext<ProgressiveDeployWorkflow>,
     input: &ProgressiveDeployInput,
-) -> Result<f64, String> {
+) -> Result<Option<f64>, String> {
     let steps = crate::workflow::build_steps(
         &input.install_command,
         &input.test_command,
         &input.build_command,
     );
-    let batch = ctx
-        .execute_activity(
-            SafeExecuteBatch,
-            SafeExecuteBatchInput {
-                run_id: input.run_id.clone(),
-                commands: steps
-                    .iter()
-                    .map(|(_, c)| BatchCommand::Detailed {
-                        command: c.clone(),
-                        timeout: Some(300_000),
-                    })
-                    .collect(),
-                workspace_files: input.workspace_files.clone(),
-                timeout: None,
-                allowed_domains: None,
-                env: Default::default(),
-                image: None,
-                stop_on_error: Some(true),
-                sandbox_id: None,
-            },
-            activity_options(20),
-        )
-        .await
-        .map_err(|e| format!("{e}"))?;
+    let batch = ctx.execute_activity(
+        SafeExecuteBatch,
+        SafeExecuteBatchInput {
+            run_id: input.run_id.clone(),
+            commands: steps
+                .iter()
+                .map(|(_, c)| BatchCommand::Detailed {
+                    command: c.clone(),
+                    timeout: Some(300_000),
+                })
+                .collect(),
+            workspace_files: input.workspace_files.clone(),
+            timeout: None,
+            allowed_domains: None,
+            env: Default::default(),
+            image: None,
+            stop_on_error: Some(true),
+            sandbox_id: None,
+        },
+        cancellable(activity_options(20)),
+    );
+    let Some(batch) = unless_aborted(ctx, batch).await else {
+        return Ok(None);
+    };
+    let batch = batch.map_err(|e| format!("{e}"))?;
     if batch.succeeded {
-        return Ok(batch.total_cost);
+        return Ok(Some(batch.total_cost));
     }
     let i = batch.failed_index.unwrap_or(0);
     let step = steps.get(i).map(|s| s.0).unwrap_or("build");
@@ -243,6 +246,39 @@ pub(super) async fn decide(
     (wake, decision)
 }
 
+/// `opts` for a step an abort cancels: Temporal reports the cancellation only once the worker
+/// has stopped the step (its sandbox is gone), and the worker hears of it within a few seconds
+/// (it heartbeats every third of the heartbeat timeout, and is told of a cancellation in the
+/// reply).
+pub(super) fn cancellable(mut opts: ActivityOptions) -> ActivityOptions {
+    opts.heartbeat_timeout = Some(Duration::from_secs(9));
+    opts.cancellation_type = ActivityCancellationType::WaitCancellationCompleted;
+    opts
+}
+
+/// Runs `step` until it ends or an abort arrives. On an abort the step is cancelled and its
+/// end awaited (see [`cancellable`]), and the answer is None. The build and the health checks
+/// run this way; a deploy does not: one stopped half-way would leave the platform in a state
+/// nobody planned, so an abort waits for it and then rolls back.
+pub(super) async fn unless_aborted<T>(
+    ctx: &WorkflowContext<ProgressiveDeployWorkflow>,
+    step: impl CancellableFuture<Output = T>,
+) -> Option<T> {
+    futures::pin_mut!(step);
+    {
+        let aborted = ctx.wait_condition(|w| w.abort.is_some()).fuse();
+        futures::pin_mut!(aborted);
+        // Biased, so replay takes the same branch: a step that ended wins over an abort.
+        futures::select_biased! {
+            r = step => return Some(r),
+            _ = aborted => {}
+        }
+    }
+    step.cancel();
+    let _ = step.await;
+    None
+}
+
 /// Waits until `ready`, an abort, or `wait` has passed.
 pub(super) async fn wait_for(
     ctx: &WorkflowContext<ProgressiveDeployWorkflow>,
@@ -298,18 +334,19 @@ pub(super) async fn monitor(
         if let Wake::Aborted = wait_for(ctx, wait, |_| false).await {
             return Ok(Some(abort_reason(ctx)));
         }
-        let checked = ctx
-            .execute_activity(
-                SafeExecuteCode,
-                SafeExecuteCodeInput {
-                    allowed_domains: Some(s.domains.clone()),
-                    env: run.input.health_check_env.clone(),
-                    timeout: Some(60_000),
-                    ..SafeExecuteCodeInput::new(&run.input.run_id, &run.input.health_check_command)
-                },
-                check_options(),
-            )
-            .await;
+        let checked = ctx.execute_activity(
+            SafeExecuteCode,
+            SafeExecuteCodeInput {
+                allowed_domains: Some(s.domains.clone()),
+                env: run.input.health_check_env.clone(),
+                timeout: Some(60_000),
+                ..SafeExecuteCodeInput::new(&run.input.run_id, &run.input.health_check_command)
+            },
+            cancellable(check_options()),
+        );
+        let Some(checked) = unless_aborted(ctx, checked).await else {
+            return Ok(Some(abort_reason(ctx)));
+        };
         let outcome = match checked {
             Ok(r) => {
                 run.cost += r.cost;
