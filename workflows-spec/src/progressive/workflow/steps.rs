@@ -311,9 +311,12 @@ pub(super) async fn monitor(
 ) -> WorkflowResult<Option<String>> {
     let start = now_ms(ctx);
     let checks = s.monitor.div_ceil(s.interval).max(1);
+    // The first check's time is shown with the phase: a query between the two would see
+    // `Monitoring` with no check due.
     ctx.state_mut(|w| {
         w.status.phase = DeploymentPhase::Monitoring;
         w.status.monitor_ends_at_ms = Some(start + s.monitor * 1000);
+        w.status.next_check_at_ms = Some(start + s.interval.min(s.monitor) * 1000);
     });
     let detail = format!("{checks} checks over {} s", s.monitor);
     record(
