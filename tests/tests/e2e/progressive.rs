@@ -4,7 +4,7 @@
 //! (monitorSecs 6, checkIntervalSecs 2) stand in for the day-long canary.
 
 use ae_tests::harness::{
-    ExtraWorker, harness, read_request_head, respond, run_id, start_worker, temporal_cli,
+    ExtraWorker, binary, harness, read_request_head, respond, run_id, start_worker, temporal_cli,
     wait_for_no_sandboxes, wait_for_sandbox,
 };
 use ae_tests::workflows::{
@@ -154,13 +154,17 @@ fn input(id: &str, monitor_secs: u64) -> ProgressiveDeployInput {
 }
 
 async fn start(id: &str, input: ProgressiveDeployInput) -> String {
+    start_on(&platform().worker.task_queue, id, input).await
+}
+
+async fn start_on(queue: &str, id: &str, input: ProgressiveDeployInput) -> String {
     let client = harness().client().await;
     let workflow_id = format!("progressive-{id}");
     client
         .start_workflow(
             ProgressiveDeployWorkflow::run,
             input,
-            WorkflowStartOptions::new(&platform().worker.task_queue, &workflow_id)
+            WorkflowStartOptions::new(queue, &workflow_id)
                 .execution_timeout(Duration::from_secs(300))
                 .build(),
         )
@@ -280,6 +284,33 @@ async fn events(workflow_id: &str) -> Vec<(String, String, String)> {
             (s("action"), s("outcome"), s("actor"))
         })
         .collect()
+}
+
+/// Sends `abortDeployment` from the on-call engineer; the result, and how long it took to come.
+async fn abort(workflow_id: &str, reason: &str) -> (ProgressiveDeployResult, Duration) {
+    let t = Instant::now();
+    signal(
+        workflow_id,
+        "abortDeployment",
+        json!({"approver": "on-call", "reason": reason}),
+    );
+    let r = result_of(workflow_id)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(
+        r.reason.contains("on-call") && r.reason.contains(reason),
+        "{r:?}"
+    );
+    (r, t.elapsed())
+}
+
+/// How many of the workflow's `activity` steps the worker audited as cancelled.
+async fn cancelled(workflow_id: &str, activity: &str) -> usize {
+    stream("ae:audit", "workflowId", workflow_id)
+        .await
+        .iter()
+        .filter(|e| e["activity"] == activity && e["reason"] == "cancelled")
+        .count()
 }
 
 /// Starts a deployment, approves its canary plan, waits until the canary is monitored.
@@ -475,18 +506,8 @@ async fn an_abort_signal_rolls_the_canary_back() {
         s.next_check_at_ms.is_some() && s.monitor_ends_at_ms.is_some(),
         "{s:?}"
     );
-    signal(
-        &wf,
-        "abortDeployment",
-        json!({"approver": "on-call", "reason": "pager storm"}),
-    );
-    let r = result_of(&wf).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let (r, _) = abort(&wf, "pager storm").await;
     assert_eq!(r.outcome, DeploymentOutcome::RolledBack, "{r:?}");
-    assert!(
-        r.reason.contains("on-call") && r.reason.contains("pager storm"),
-        "{}",
-        r.reason
-    );
     assert_eq!(actions(&id), ["canary?percent=1", "rollback"]);
     let s = status(&wf).await;
     assert_eq!(s.phase, DeploymentPhase::RolledBack);
@@ -515,16 +536,8 @@ async fn an_abort_cancels_a_running_build() {
     wait_for_sandbox("ae.run-id", &run, Duration::from_secs(60))
         .await
         .expect("the build's sandbox");
-    let t = Instant::now();
-    signal(
-        &wf,
-        "abortDeployment",
-        json!({"approver": "on-call", "reason": "wrong branch"}),
-    );
-    let r = result_of(&wf).await.unwrap_or_else(|e| panic!("{e:?}"));
-    let took = t.elapsed();
+    let (r, took) = abort(&wf, "wrong branch").await;
     assert_eq!(r.outcome, DeploymentOutcome::Aborted, "{r:?}");
-    assert!(r.reason.contains("wrong branch"), "{}", r.reason);
     assert!(took < Duration::from_secs(40), "aborted after {took:?}");
     let left = wait_for_no_sandboxes("ae.run-id", &run, Duration::from_secs(5)).await;
     assert!(
@@ -534,17 +547,7 @@ async fn an_abort_cancels_a_running_build() {
     assert!(actions(&id).is_empty(), "{:?}", actions(&id));
     assert_eq!(status(&wf).await.phase, DeploymentPhase::Aborted);
     // The batch was cancelled (the worker stopped it), not finished.
-    let batch = stream("ae:audit", "workflowId", &wf).await;
-    let batch: Vec<_> = batch
-        .iter()
-        .filter(|e| e["activity"] == "safeExecuteBatch")
-        .collect();
-    assert!(
-        batch
-            .iter()
-            .any(|e| e["outcome"] == "failure" && e["reason"] == "cancelled"),
-        "{batch:?}"
-    );
+    assert_eq!(cancelled(&wf, "safeExecuteBatch").await, 1);
 }
 
 /// An abort stops a running health check (`sleep 50` before it asks the platform) and rolls
@@ -560,24 +563,125 @@ async fn an_abort_cancels_a_running_health_check_and_rolls_back() {
     let canary = wait_for_stage(&wf, "canary").await;
     approve(&wf, "release-manager", &canary.plan.plan_digest);
     wait_for_phase(&wf, DeploymentPhase::Monitoring).await;
-    // The first check is due 2 s in; give its sandbox time to start.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // The canary deploy's sandbox was removed before its step ended: the run's next sandbox
+    // is the first check's (due 2 s in).
+    wait_for_sandbox("ae.run-id", &run, Duration::from_secs(60))
+        .await
+        .expect("the health check's sandbox");
     assert!(status(&wf).await.measurements.is_empty());
-    let t = Instant::now();
-    signal(
-        &wf,
-        "abortDeployment",
-        json!({"approver": "on-call", "reason": "pager storm"}),
-    );
-    let r = result_of(&wf).await.unwrap_or_else(|e| panic!("{e:?}"));
-    let took = t.elapsed();
+    let (r, took) = abort(&wf, "pager storm").await;
     assert_eq!(r.outcome, DeploymentOutcome::RolledBack, "{r:?}");
-    assert!(r.reason.contains("pager storm"), "{}", r.reason);
     assert!(took < Duration::from_secs(35), "rolled back after {took:?}");
     assert_eq!(actions(&id), ["canary?percent=1", "rollback"]);
     assert_eq!(health_checks(&id), 0, "the check ran to its end");
+    assert_eq!(
+        cancelled(&wf, "safeExecuteCode").await,
+        1,
+        "the check was not cancelled"
+    );
     let left = wait_for_no_sandboxes("ae.run-id", &run, Duration::from_secs(5)).await;
     assert!(left.is_empty(), "a sandbox outlived the rollback: {left:?}");
+}
+
+/// `ae-worker approve` signs each stage of a progressive deploy on a worker that requires
+/// signed approvals, and refuses to sign a stage other than the one the operator read: the
+/// canary's digest, presented again once the promotion is pending, approves nothing.
+#[tokio::test]
+async fn ae_worker_approve_signs_each_stage_and_only_the_one_read() {
+    let dir = harness()
+        .log_dir
+        .join(format!("keys-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("release.key");
+    let out = std::process::Command::new(binary("ae-worker"))
+        .args(["keygen", "--approver", "release-manager", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys = dir.join("approvers.keys");
+    std::fs::write(&keys, &out.stdout).unwrap();
+    let port = platform().port;
+    let worker = start_worker(&[
+        ("AE_EGRESS_HOSTS", "platform.test=127.0.0.1"),
+        ("AE_EGRESS_PORTS", &format!("80,443,{port}")),
+        ("AE_EGRESS_PRIVATE_ALLOW", &format!("127.0.0.1:{port}")),
+        ("AE_APPROVER_KEYS_FILE", keys.to_str().unwrap()),
+    ]);
+    let sign = |wf: &str, digest: &str| {
+        std::process::Command::new(binary("ae-worker"))
+            .args([
+                "approve",
+                "--workflow-id",
+                wf,
+                "--approver",
+                "release-manager",
+            ])
+            .args(["--yes", "--plan-digest", digest, "--key"])
+            .arg(&key)
+            .env("TEMPORAL_ADDRESS", &harness().temporal_address)
+            .output()
+            .unwrap()
+    };
+
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    set_health(&id, 0.01, 120);
+    let wf = start_on(&worker.task_queue, &id, input(&id, 4)).await;
+    let canary = wait_for_stage(&wf, "canary").await;
+    let out = sign(&wf, &canary.plan.plan_digest);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&canary.plan.plan_digest));
+
+    let promote = wait_for_stage(&wf, "promote").await;
+    assert_ne!(promote.plan.plan_digest, canary.plan.plan_digest);
+    // The digest the operator read was the canary's: nothing is signed or sent.
+    let out = sign(&wf, &canary.plan.plan_digest);
+    assert!(
+        !out.status.success(),
+        "signed a plan the operator did not read"
+    );
+    assert_eq!(
+        pending(&wf).await.map(|p| p.plan.plan_digest),
+        Some(promote.plan.plan_digest.clone())
+    );
+    let out = sign(&wf, &promote.plan.plan_digest);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let r = result_of(&wf).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(r.outcome, DeploymentOutcome::Promoted, "{r:?}");
+    assert_eq!(actions(&id), ["canary?percent=1", "promote"]);
+    // Both deploys ran on signed approvals that the worker verified, sent by the CLI.
+    let (approvals, deploys): (Vec<Value>, Vec<Value>) = stream("ae:audit", "workflowId", &wf)
+        .await
+        .into_iter()
+        .filter(|e| e["activity"] == "deployWithApproval")
+        .partition(|e| e["action"] == "deploy.approval");
+    assert_eq!(
+        (approvals.len(), deploys.len()),
+        (2, 2),
+        "{approvals:?} {deploys:?}"
+    );
+    for e in approvals.iter().chain(&deploys) {
+        assert_eq!(e["actor"], "release-manager", "{e}");
+        assert_eq!(
+            e["clientIdentity"], "ae-worker-approve:release-manager",
+            "{e}"
+        );
+    }
+    assert!(approvals.iter().all(|e| e["outcome"] == "accepted"));
+    assert!(deploys.iter().all(|e| e["outcome"] == "success"));
 }
 
 #[tokio::test]
