@@ -1,5 +1,6 @@
 //! `ae-worker run`: connect to Temporal, register the activities and the reference workflows
-//! (`buildAndDeployWorkflow`, `progressiveDeployWorkflow`), poll until told to stop.
+//! (`buildAndDeployWorkflow`, `progressiveDeployWorkflow`, `productionMonitorWorkflow`), poll
+//! until told to stop.
 //!
 //! Owns the worker's identity (set explicitly: the SDK's default is empty, and operators need to
 //! tell workers apart when several poll the same queue), the heartbeat throttle (cancellation
@@ -18,6 +19,7 @@ use ae_activities::config::Settings;
 use ae_activities::control::{self, ControlTimings};
 use ae_activities::shutdown::{self, Shutdown};
 use ae_activities::{Engine, SafeActivities};
+use ae_workflows_spec::progressive::production::ProductionMonitorWorkflow;
 use ae_workflows_spec::progressive::workflow::ProgressiveDeployWorkflow;
 use ae_workflows_spec::workflow::BuildAndDeployWorkflow;
 use anyhow::Context;
@@ -126,6 +128,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("cannot register buildAndDeployWorkflow")?
         .register_workflow::<ProgressiveDeployWorkflow>()
         .context("cannot register progressiveDeployWorkflow")?
+        .register_workflow::<ProductionMonitorWorkflow>()
+        .context("cannot register productionMonitorWorkflow")?
         .register_activities(SafeActivities::new(engine.clone()))
         .client_identity_override(identity.clone())
         .max_heartbeat_throttle_interval(Duration::from_secs(1))

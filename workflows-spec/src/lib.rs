@@ -4,8 +4,9 @@
 //! and query payloads and failure type names, exactly as workflows in any Temporal SDK see them
 //! (camelCase JSON, the shapes of the TypeScript system this worker replaces), plus
 //! `buildAndDeployWorkflow`, the seed's install/test/build/approve/deploy flow, and
-//! `progressiveDeployWorkflow` (build, canary, monitoring, promotion, automatic rollback). It does not own
-//! the activities' behaviour: that lives in `ae-activities`.
+//! `progressiveDeployWorkflow` (build, canary, monitoring, promotion, automatic rollback) with
+//! `productionMonitorWorkflow` (alerts on production's health after a promotion). It does not
+//! own the activities' behaviour: that lives in `ae-activities`.
 //!
 //! Rust workflows call the activities through the marker types in [`activities`], e.g.
 //! `ctx.execute_activity(SafeExecuteCode, input, opts)`; other SDKs call them by name.

@@ -9,6 +9,9 @@ use crate::deploy::{
 };
 use crate::execute::{ExecutionHeartbeat, ExecutionResult, SafeExecuteCodeInput};
 use crate::failure::FailureType;
+use crate::progressive::production::{
+    ProductionMonitorInput, ProductionMonitorResult, ProductionMonitorStatus, StopMonitoring,
+};
 use crate::progressive::{
     AbortDeployment, DeploymentEvent, DeploymentStatus, EventRecorded, PendingStage,
     ProgressiveDeployInput, ProgressiveDeployResult,
@@ -55,6 +58,12 @@ pub fn contract() -> Value {
                 "pendingApproval": {"output": {"anyOf": [schema::<PendingStage>(&mut g), {"type": "null"}]}},
                 "deploymentStatus": {"output": schema::<DeploymentStatus>(&mut g)},
             },
+        },
+        "productionMonitorWorkflow": {
+            "input": schema::<ProductionMonitorInput>(&mut g),
+            "output": schema::<ProductionMonitorResult>(&mut g),
+            "signals": {"stopMonitoring": schema::<StopMonitoring>(&mut g)},
+            "queries": {"monitorStatus": {"output": schema::<ProductionMonitorStatus>(&mut g)}},
         }
     });
     let failures: Vec<&str> = FailureType::ALL.iter().map(|f| f.as_str()).collect();

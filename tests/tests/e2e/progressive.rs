@@ -11,6 +11,10 @@ use ae_tests::workflows::{
     DeployAfterApproval, DeployAfterApprovalWorkflow, SeenFailure, TEST_WORKFLOW_QUEUE,
     application_failure,
 };
+use ae_workflows_spec::progressive::production::{
+    ProductionMonitorInput, ProductionMonitorStatus, ProductionMonitorWorkflow,
+    STOP_MONITORING_SIGNAL,
+};
 use ae_workflows_spec::progressive::workflow::ProgressiveDeployWorkflow;
 use ae_workflows_spec::progressive::{
     DeploymentOutcome, DeploymentPhase, DeploymentStatus, PendingStage, ProgressiveDeployInput,
@@ -22,7 +26,9 @@ use std::net::TcpListener;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use temporalio_client::errors::WorkflowGetResultError;
-use temporalio_client::{WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowStartOptions};
+use temporalio_client::{
+    WorkflowDescribeOptions, WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowStartOptions,
+};
 
 /// What the fake platform reports for one deployment, and the calls it received.
 #[derive(Default)]
@@ -682,6 +688,179 @@ async fn ae_worker_approve_signs_each_stage_and_only_the_one_read() {
     }
     assert!(approvals.iter().all(|e| e["outcome"] == "accepted"));
     assert!(deploys.iter().all(|e| e["outcome"] == "success"));
+}
+
+async fn monitor_status(workflow_id: &str) -> ProductionMonitorStatus {
+    harness()
+        .client()
+        .await
+        .get_workflow_handle::<ProductionMonitorWorkflow>(workflow_id)
+        .query(
+            ProductionMonitorWorkflow::monitor_status,
+            (),
+            WorkflowQueryOptions::default(),
+        )
+        .await
+        .expect("query monitorStatus")
+}
+
+/// Waits until the production monitor's status satisfies `done`.
+async fn wait_for_monitor(
+    workflow_id: &str,
+    done: impl Fn(&ProductionMonitorStatus) -> bool,
+) -> ProductionMonitorStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = monitor_status(workflow_id).await;
+        if done(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{workflow_id}: {s:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// With `productionMonitorSecs`, a `productionMonitorWorkflow` keeps checking production after
+/// the deployment has ended: one critical alert when production turns unhealthy (not one per
+/// unhealthy check), an audit entry when it recovers, no rollback, and `stopMonitoring` ends it.
+#[tokio::test]
+async fn production_is_monitored_after_the_promotion_with_one_alert_per_breach() {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    set_health(&id, 0.01, 120);
+    let mut inp = input(&id, 4);
+    inp.production_monitor_secs = Some(600);
+    let wf = start(&id, inp).await;
+    let canary = wait_for_stage(&wf, "canary").await;
+    approve(&wf, "release-manager", &canary.plan.plan_digest);
+    let promote = wait_for_stage(&wf, "promote").await;
+    approve(&wf, "release-manager", &promote.plan.plan_digest);
+    let r = result_of(&wf).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(r.outcome, DeploymentOutcome::Promoted, "{r:?}");
+    let monitor = r.production_monitor.clone().expect("a production monitor");
+    assert_eq!(monitor, format!("{wf}-production"));
+
+    // The deployment has ended; production is still checked.
+    let s = wait_for_monitor(&monitor, |s| s.checks >= 2).await;
+    assert!(!s.in_breach && s.breaches == 0, "{s:?}");
+    set_health(&id, 0.3, 120);
+    let s = wait_for_monitor(&monitor, |s| s.in_breach).await;
+    let first = s.checks;
+    wait_for_monitor(&monitor, |s| s.checks >= first + 2).await;
+    set_health(&id, 0.01, 120);
+    let s = wait_for_monitor(&monitor, |s| !s.in_breach).await;
+    assert_eq!(s.breaches, 1, "{s:?}");
+    assert!(s.last.as_ref().is_some_and(|m| m.healthy), "{s:?}");
+
+    let alerts = stream("ae:alerts", "workflowId", &monitor).await;
+    let breaches: Vec<_> = alerts
+        .iter()
+        .filter(|a| a["event"] == "production.breach")
+        .collect();
+    assert_eq!(breaches.len(), 1, "one alert for one breach: {alerts:?}");
+    assert_eq!(breaches[0]["severity"], "critical");
+    assert!(
+        breaches[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("error rate 0.3"),
+        "{:?}",
+        breaches[0]
+    );
+    let audit = stream("ae:audit", "workflowId", &monitor).await;
+    assert!(
+        audit
+            .iter()
+            .any(|e| e["action"] == "progressive.production.recovered"),
+        "{audit:?}"
+    );
+
+    signal(
+        &monitor,
+        STOP_MONITORING_SIGNAL,
+        json!({"approver": "on-call", "reason": "release done"}),
+    );
+    let ended = harness()
+        .client()
+        .await
+        .get_workflow_handle::<ProductionMonitorWorkflow>(&monitor)
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .expect("the monitor's result");
+    assert_eq!(ended.breaches, 1, "{ended:?}");
+    assert!(ended.ended.contains("stopped by on-call"), "{ended:?}");
+    // Monitoring never deploys or rolls back.
+    assert_eq!(actions(&id), ["canary?percent=1", "promote"]);
+}
+
+/// The monitor keeps its history bounded by continuing as new (here every 2 checks), and what
+/// it carries over holds: counts keep growing, and a breach that spans several runs is alerted
+/// once.
+#[tokio::test]
+async fn the_production_monitor_continues_as_new_without_forgetting_a_breach() {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    set_health(&id, 0.01, 120);
+    let base = format!("http://platform.test:{}/d/{id}", platform().port);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let input: ProductionMonitorInput = serde_json::from_value(json!({
+        "runId": run_id("production"),
+        "healthCheckCommand": format!("wget -q -O- {base}/health"),
+        "allowedDomains": ["platform.test"],
+        "checkIntervalSecs": 1,
+        "maxErrorRate": 0.05,
+        "maxLatencyMs": 5000,
+        "untilMs": now_ms + 120_000,
+        "checksPerRun": 2
+    }))
+    .unwrap();
+    let monitor = format!("production-{id}");
+    let client = harness().client().await;
+    client
+        .start_workflow(
+            ProductionMonitorWorkflow::run,
+            input,
+            WorkflowStartOptions::new(&platform().worker.task_queue, &monitor)
+                .execution_timeout(Duration::from_secs(300))
+                .build(),
+        )
+        .await
+        .expect("start productionMonitorWorkflow");
+    let run_of = || async {
+        client
+            .get_workflow_handle::<ProductionMonitorWorkflow>(&monitor)
+            .describe(WorkflowDescribeOptions::default())
+            .await
+            .expect("describe")
+            .run_id()
+            .to_string()
+    };
+    let first_run = run_of().await;
+    wait_for_monitor(&monitor, |s| s.checks >= 1).await;
+    set_health(&id, 0.3, 120);
+    let s = wait_for_monitor(&monitor, |s| s.in_breach).await;
+    // Four more unhealthy checks: at least two runs later.
+    let s = wait_for_monitor(&monitor, |x| x.checks >= s.checks + 4).await;
+    assert!(s.in_breach && s.breaches == 1, "{s:?}");
+    assert_ne!(run_of().await, first_run, "never continued as new");
+    let alerts = stream("ae:alerts", "workflowId", &monitor).await;
+    let breaches = alerts
+        .iter()
+        .filter(|a| a["event"] == "production.breach")
+        .count();
+    assert_eq!(breaches, 1, "{alerts:?}");
+    signal(
+        &monitor,
+        STOP_MONITORING_SIGNAL,
+        json!({"approver": "on-call", "reason": "test over"}),
+    );
+    let ended = client
+        .get_workflow_handle::<ProductionMonitorWorkflow>(&monitor)
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .expect("the monitor's result");
+    assert!(ended.checks >= s.checks && ended.breaches == 1, "{ended:?}");
 }
 
 #[tokio::test]

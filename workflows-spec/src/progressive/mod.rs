@@ -5,6 +5,7 @@
 //! `ae-activities`.
 
 pub mod health;
+pub mod production;
 pub mod workflow;
 
 use crate::deploy::DeploymentPlan;
@@ -84,6 +85,11 @@ pub struct ProgressiveDeployInput {
     /// (canary) or rolls back (promotion).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_timeout_secs: Option<u64>,
+    /// After the promotion, how long to keep checking production (seconds) with the same health
+    /// check, interval and limits, in a `productionMonitorWorkflow` that outlives this one and
+    /// alerts on a breach (see [`production`]). Absent or 0: production is not monitored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub production_monitor_secs: Option<u64>,
 }
 
 /// How a progressive deployment ended.
@@ -111,6 +117,9 @@ pub struct ProgressiveDeployResult {
     pub approvals: Vec<ApprovalRecord>,
     /// USD charged for everything.
     pub total_cost: f64,
+    /// The `productionMonitorWorkflow` watching production after the promotion, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub production_monitor: Option<String>,
 }
 
 /// Where a progressive deployment is.

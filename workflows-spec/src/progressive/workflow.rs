@@ -11,6 +11,8 @@
 //! 4. The promotion plan (phase `promote`, a different digest) is published with the canary's
 //!    measurements; an approval naming it runs the promote deploy. A rejection or a timeout
 //!    rolls back.
+//! 5. With `productionMonitorSecs`, a `productionMonitorWorkflow` (see
+//!    [`production`](super::production)) is started to watch production, and outlives this one.
 //!
 //! The rollback is `deployWithApproval` with `rollback: true` on the canary plan and its
 //! approval: the worker runs the plan's `rollbackCommand`, nothing else. `abortDeployment`
@@ -22,6 +24,8 @@
 //! decision goes to the audit stream through `recordDeploymentEvent`, alerts to `ae:alerts`.
 
 mod steps;
+
+pub(crate) use steps::{check_options, now_ms, record_options};
 
 use super::*;
 use crate::activities::DeployWithApproval;
@@ -307,12 +311,11 @@ impl ProgressiveDeployWorkflow {
             return rollback(ctx, &run, reason).await;
         }
         ctx.state_mut(|w| w.status.phase = DeploymentPhase::Promoted);
-        Ok(result(
-            ctx,
-            &run,
-            DeploymentOutcome::Promoted,
-            String::new(),
-        ))
+        let monitor = watch_production(ctx, &run, &s).await;
+        Ok(ProgressiveDeployResult {
+            production_monitor: monitor,
+            ..result(ctx, &run, DeploymentOutcome::Promoted, String::new())
+        })
     }
 
     /// An operator approves the pending stage: counted only if it names that stage's digest.

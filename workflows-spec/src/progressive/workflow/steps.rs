@@ -10,12 +10,14 @@ use crate::batch::{BatchCommand, SafeExecuteBatchInput};
 use crate::deploy::{DeployWithApprovalInput, DeploymentPlan, default_domains};
 use crate::execute::SafeExecuteCodeInput;
 use crate::progressive::health::{CheckRun, Limits, judge};
+use crate::progressive::production::{ProductionMonitorInput, ProductionMonitorWorkflow};
 use crate::workflow::{activity_options, fail};
 use futures::FutureExt;
 use std::time::{Duration, UNIX_EPOCH};
 use temporalio_common::RetryPolicy;
 use temporalio_sdk::{
-    ActivityCancellationType, ActivityOptions, CancellableFuture, WorkflowContext, WorkflowResult,
+    ActivityCancellationType, ActivityOptions, CancellableFuture, ChildWorkflowOptions,
+    ParentClosePolicy, WorkflowContext, WorkflowResult,
 };
 
 /// The input with its defaults applied and checked.
@@ -106,7 +108,7 @@ pub(super) fn stage_input(
 }
 
 /// Audit and alert calls: a few quick attempts; a lost record never holds up a rollback.
-pub(super) fn record_options() -> ActivityOptions {
+pub(crate) fn record_options() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))
         .retry_policy(
             RetryPolicy::builder()
@@ -118,7 +120,7 @@ pub(super) fn record_options() -> ActivityOptions {
 }
 
 /// A health check: one attempt plus one retry of an outage, then it counts as failed.
-pub(super) fn check_options() -> ActivityOptions {
+pub(crate) fn check_options() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(120))
         .heartbeat_timeout(Duration::from_secs(30))
         .retry_policy(
@@ -130,7 +132,8 @@ pub(super) fn check_options() -> ActivityOptions {
         .build()
 }
 
-pub(super) fn now_ms(ctx: &WorkflowContext<ProgressiveDeployWorkflow>) -> u64 {
+/// Workflow time, ms since the epoch.
+pub(crate) fn now_ms<W>(ctx: &WorkflowContext<W>) -> u64 {
     ctx.workflow_time()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_millis() as u64)
@@ -510,7 +513,71 @@ pub(super) fn result(
         measurements: w.status.measurements.clone(),
         approvals: w.status.approvals.clone(),
         total_cost: (run.cost * 1_000_000.0).round() / 1_000_000.0,
+        production_monitor: None,
     })
+}
+
+/// Starts the production monitor when `productionMonitorSecs` is set, as a child this workflow
+/// abandons (it outlives the deployment): its workflow id. None when not asked for, or when it
+/// could not start (recorded, with a warning alert: production is then unwatched).
+pub(super) async fn watch_production(
+    ctx: &WorkflowContext<ProgressiveDeployWorkflow>,
+    run: &Run<'_>,
+    s: &Settings,
+) -> Option<String> {
+    let secs = run.input.production_monitor_secs.filter(|&n| n > 0)?;
+    let id = format!("{}-production", ctx.workflow_id());
+    let input = ProductionMonitorInput {
+        run_id: run.input.run_id.clone(),
+        health_check_command: run.input.health_check_command.clone(),
+        health_check_env: run.input.health_check_env.clone(),
+        allowed_domains: s.domains.clone(),
+        check_interval_secs: s.interval,
+        max_error_rate: s.limits.max_error_rate,
+        max_latency_ms: s.limits.max_latency_ms,
+        until_ms: now_ms(ctx).saturating_add(secs.saturating_mul(1000)),
+        checks: 0,
+        breaches: 0,
+        in_breach: false,
+        checks_per_run: None,
+    };
+    let opts = ChildWorkflowOptions::builder()
+        .workflow_id(id.clone())
+        .parent_close_policy(ParentClosePolicy::Abandon)
+        .build();
+    match ctx
+        .start_child_workflow(ProductionMonitorWorkflow::run, input, opts)
+        .await
+    {
+        Ok(_) => {
+            let detail = format!("{id}: a check every {} s for {secs} s", s.interval);
+            record(
+                ctx,
+                run,
+                "production.monitor.started",
+                "info",
+                "workflow",
+                &detail,
+                None,
+            )
+            .await;
+            Some(id)
+        }
+        Err(e) => {
+            let detail = format!("production is not monitored: {e}");
+            record(
+                ctx,
+                run,
+                "production.monitor.started",
+                "failure",
+                "workflow",
+                &detail,
+                Some("warning"),
+            )
+            .await;
+            None
+        }
+    }
 }
 
 /// One phase or decision to the audit stream (and alerts); failures to record are ignored.
