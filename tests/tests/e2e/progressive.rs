@@ -788,6 +788,20 @@ async fn production_is_monitored_after_the_promotion_with_one_alert_per_breach()
         .expect("the monitor's result");
     assert_eq!(ended.breaches, 1, "{ended:?}");
     assert!(ended.ended.contains("stopped by on-call"), "{ended:?}");
+    // Silencing production's alerts is itself an alert.
+    let alerts = stream("ae:alerts", "workflowId", &monitor).await;
+    let stopped = alerts
+        .iter()
+        .find(|a| a["event"] == "production.monitor.stopped")
+        .unwrap_or_else(|| panic!("{alerts:?}"));
+    assert_eq!(stopped["severity"], "warning");
+    assert!(
+        stopped["message"]
+            .as_str()
+            .unwrap()
+            .contains("release done"),
+        "{stopped:?}"
+    );
     // Monitoring never deploys or rolls back.
     assert_eq!(actions(&id), ["canary?percent=1", "promote"]);
 }

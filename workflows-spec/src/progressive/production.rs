@@ -6,7 +6,8 @@
 //! canary's were (see [`health`](super::health)), and alerts where budget alerts go:
 //! `production.breach` (critical) when production turns unhealthy, once per breach, and
 //! `production.recovered` (audit only) when a check is healthy again. It never deploys or rolls
-//! back: production was approved, so what to do about a breach is a person's decision. Its
+//! back: production was approved, so what to do about a breach is a person's decision. A stop
+//! is itself a warning alert (whoever may signal may silence it). Its
 //! history stays bounded: every [`CHECKS_PER_RUN`] checks it continues as new, carrying its
 //! counts and whether production is in breach.
 
@@ -196,7 +197,14 @@ impl ProductionMonitorWorkflow {
                 } else {
                     "success"
                 };
-                record(ctx, &input.run_id, event, outcome, &note, alert).await;
+                record(
+                    ctx,
+                    &input.run_id,
+                    (event, outcome, "workflow"),
+                    &note,
+                    alert,
+                )
+                .await;
             }
             this_run += 1;
             if this_run >= per_run || ctx.continue_as_new_suggested() {
@@ -212,24 +220,28 @@ impl ProductionMonitorWorkflow {
                 )?;
             }
         }
-        let ended = ctx.state(|w| match &w.stop {
+        let stop = ctx.state(|w| w.stop.clone());
+        let ended = match &stop {
             Some(s) => format!("stopped by {}: {}", s.approver, s.reason),
             None => "window ended".to_string(),
-        });
+        };
         let status = ctx.state(|w| w.status.clone());
         let detail = format!(
             "{}; {} checks, {} breaches",
             ended, status.checks, status.breaches
         );
-        record(
-            ctx,
-            &input.run_id,
-            "production.monitor.ended",
-            "info",
-            &detail,
-            None,
-        )
-        .await;
+        // Anyone who may signal may stop it, a hostile workflow too: silencing production's
+        // alerts is itself an alert.
+        match &stop {
+            Some(s) => {
+                let e = ("production.monitor.stopped", "info", s.approver.as_str());
+                record(ctx, &input.run_id, e, &detail, Some("warning")).await
+            }
+            None => {
+                let e = ("production.monitor.ended", "success", "workflow");
+                record(ctx, &input.run_id, e, &detail, None).await
+            }
+        }
         Ok(ProductionMonitorResult {
             checks: status.checks,
             breaches: status.breaches,
@@ -289,11 +301,11 @@ async fn stopped_within(ctx: &WorkflowContext<ProductionMonitorWorkflow>, wait: 
     ctx.state(|w| w.stop.is_some())
 }
 
+/// One event (name, outcome, actor) to the audit stream, and an alert with `alert`.
 async fn record(
     ctx: &WorkflowContext<ProductionMonitorWorkflow>,
     run_id: &str,
-    event: &str,
-    outcome: &str,
+    (event, outcome, actor): (&str, &str, &str),
     detail: &str,
     alert: Option<&str>,
 ) {
@@ -301,7 +313,7 @@ async fn record(
         run_id: run_id.into(),
         event: event.into(),
         outcome: outcome.into(),
-        actor: "workflow".into(),
+        actor: actor.into(),
         detail: detail.into(),
         alert: alert.map(str::to_string),
     };
