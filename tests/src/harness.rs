@@ -210,6 +210,36 @@ pub fn binary(name: &str) -> PathBuf {
     bin_dir().unwrap().join(name)
 }
 
+/// An approver's key pair, made by `ae-worker keygen` in a directory of its own.
+pub struct ApproverKey {
+    /// The private key file (`ae-worker approve --key`).
+    pub key: PathBuf,
+    /// A keys file naming the approver, for a worker's `AE_APPROVER_KEYS_FILE`.
+    pub keys_file: PathBuf,
+}
+
+/// Makes a key pair for `approver` with `ae-worker keygen`.
+pub fn approver_key(approver: &str) -> ApproverKey {
+    let dir = harness()
+        .log_dir
+        .join(format!("keys-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join(format!("{approver}.key"));
+    let out = Command::new(binary("ae-worker"))
+        .args(["keygen", "--approver", approver, "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys_file = dir.join("approvers.keys");
+    std::fs::write(&keys_file, &out.stdout).unwrap();
+    ApproverKey { key, keys_file }
+}
+
 /// An extra `ae-worker` on its own task queue, stopped when dropped.
 pub struct ExtraWorker {
     /// The queue it polls.

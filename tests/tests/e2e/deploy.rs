@@ -2,8 +2,8 @@
 //! workflow; approvals and rejections are sent with the real `temporal` CLI, as an operator would.
 
 use ae_tests::harness::{
-    RunOpts, audit_records, audit_stream, binary, harness, run_activity, run_id, start_worker,
-    temporal_cli,
+    ApproverKey, RunOpts, approver_key, audit_records, audit_stream, binary, harness, run_activity,
+    run_id, start_worker, temporal_cli,
 };
 use ae_tests::workflows::{
     DeployAfterApproval, DeployAfterApprovalWorkflow, Outcome, SeenFailure, TEST_WORKFLOW_QUEUE,
@@ -317,24 +317,8 @@ async fn an_approval_field_without_a_signal_is_approval_invalid() {
 
 #[tokio::test]
 async fn signed_approvals_are_required_when_keys_are_configured() {
-    let dir = harness()
-        .log_dir
-        .join(format!("keys-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("ops-lead.key");
-    let out = std::process::Command::new(binary("ae-worker"))
-        .args(["keygen", "--approver", "ops-lead", "--out"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let keys = dir.join("approvers.keys");
-    std::fs::write(&keys, &out.stdout).unwrap();
-    let w = start_worker(&[("AE_APPROVER_KEYS_FILE", keys.to_str().unwrap())]);
+    let ApproverKey { key, keys_file } = approver_key("ops-lead");
+    let w = start_worker(&[("AE_APPROVER_KEYS_FILE", keys_file.to_str().unwrap())]);
 
     // An unsigned approval from the CLI is not enough.
     let (unsigned, plan) =
@@ -679,17 +663,7 @@ async fn ae_worker_approve_refuses_a_plan_that_does_not_match_its_digest() {
     req.shown_plan = Some(forged);
     let workflow_id = start_deploy_after_approval(req).await;
 
-    let dir = harness()
-        .log_dir
-        .join(format!("keys-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("ops-lead.key");
-    let out = std::process::Command::new(binary("ae-worker"))
-        .args(["keygen", "--approver", "ops-lead", "--out"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let key = approver_key("ops-lead").key;
     let approve = |extra: &[&str]| {
         std::process::Command::new(binary("ae-worker"))
             .args([
@@ -729,20 +703,7 @@ async fn ae_worker_approve_refuses_a_plan_that_does_not_match_its_digest() {
 async fn ae_worker_approve_asks_before_signing() {
     let (workflow_id, plan) =
         start_and_wait_for_plan(ae_workflows_spec::TASK_QUEUE, project(&run_id("ask"))).await;
-    let dir = harness()
-        .log_dir
-        .join(format!("keys-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("ops-lead.key");
-    assert!(
-        std::process::Command::new(binary("ae-worker"))
-            .args(["keygen", "--approver", "ops-lead", "--out"])
-            .arg(&key)
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    let key = approver_key("ops-lead").key;
     // Answering anything but "yes" sends nothing.
     let mut child = std::process::Command::new(binary("ae-worker"))
         .args([

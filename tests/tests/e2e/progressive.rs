@@ -4,8 +4,8 @@
 //! (monitorSecs 6, checkIntervalSecs 2) stand in for the day-long canary.
 
 use ae_tests::harness::{
-    ExtraWorker, binary, harness, read_request_head, respond, run_id, start_worker, temporal_cli,
-    wait_for_no_sandboxes, wait_for_sandbox,
+    ApproverKey, ExtraWorker, approver_key, binary, harness, read_request_head, respond, run_id,
+    start_worker, temporal_cli, wait_for_no_sandboxes, wait_for_sandbox,
 };
 use ae_tests::workflows::{
     DeployAfterApproval, DeployAfterApprovalWorkflow, SeenFailure, TEST_WORKFLOW_QUEUE,
@@ -594,29 +594,13 @@ async fn an_abort_cancels_a_running_health_check_and_rolls_back() {
 /// canary's digest, presented again once the promotion is pending, approves nothing.
 #[tokio::test]
 async fn ae_worker_approve_signs_each_stage_and_only_the_one_read() {
-    let dir = harness()
-        .log_dir
-        .join(format!("keys-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("release.key");
-    let out = std::process::Command::new(binary("ae-worker"))
-        .args(["keygen", "--approver", "release-manager", "--out"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let keys = dir.join("approvers.keys");
-    std::fs::write(&keys, &out.stdout).unwrap();
+    let ApproverKey { key, keys_file } = approver_key("release-manager");
     let port = platform().port;
     let worker = start_worker(&[
         ("AE_EGRESS_HOSTS", "platform.test=127.0.0.1"),
         ("AE_EGRESS_PORTS", &format!("80,443,{port}")),
         ("AE_EGRESS_PRIVATE_ALLOW", &format!("127.0.0.1:{port}")),
-        ("AE_APPROVER_KEYS_FILE", keys.to_str().unwrap()),
+        ("AE_APPROVER_KEYS_FILE", keys_file.to_str().unwrap()),
     ]);
     let sign = |wf: &str, digest: &str| {
         std::process::Command::new(binary("ae-worker"))

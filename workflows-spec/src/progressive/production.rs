@@ -13,10 +13,9 @@
 
 use super::HealthMeasurement;
 use super::health::{CheckRun, Limits, judge};
-use super::workflow::{check_options, now_ms, record_options};
-use crate::activities::{RecordDeploymentEvent, SafeExecuteCode};
+use super::workflow::{check_options, now_ms, record_event};
+use crate::activities::SafeExecuteCode;
 use crate::execute::SafeExecuteCodeInput;
-use crate::progressive::DeploymentEvent;
 use crate::workflow::fail;
 use futures::FutureExt;
 use schemars::JsonSchema;
@@ -197,7 +196,7 @@ impl ProductionMonitorWorkflow {
                 } else {
                     "success"
                 };
-                record(
+                record_event(
                     ctx,
                     &input.run_id,
                     (event, outcome, "workflow"),
@@ -235,11 +234,11 @@ impl ProductionMonitorWorkflow {
         match &stop {
             Some(s) => {
                 let e = ("production.monitor.stopped", "info", s.approver.as_str());
-                record(ctx, &input.run_id, e, &detail, Some("warning")).await
+                record_event(ctx, &input.run_id, e, &detail, Some("warning")).await
             }
             None => {
                 let e = ("production.monitor.ended", "success", "workflow");
-                record(ctx, &input.run_id, e, &detail, None).await
+                record_event(ctx, &input.run_id, e, &detail, None).await
             }
         }
         Ok(ProductionMonitorResult {
@@ -299,27 +298,6 @@ async fn stopped_within(ctx: &WorkflowContext<ProductionMonitorWorkflow>, wait: 
         }
     }
     ctx.state(|w| w.stop.is_some())
-}
-
-/// One event (name, outcome, actor) to the audit stream, and an alert with `alert`.
-async fn record(
-    ctx: &WorkflowContext<ProductionMonitorWorkflow>,
-    run_id: &str,
-    (event, outcome, actor): (&str, &str, &str),
-    detail: &str,
-    alert: Option<&str>,
-) {
-    let event = DeploymentEvent {
-        run_id: run_id.into(),
-        event: event.into(),
-        outcome: outcome.into(),
-        actor: actor.into(),
-        detail: detail.into(),
-        alert: alert.map(str::to_string),
-    };
-    let _ = ctx
-        .execute_activity(RecordDeploymentEvent, event, record_options())
-        .await;
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@
 
 mod steps;
 
-pub(crate) use steps::{check_options, now_ms, record_options};
+pub(crate) use steps::{check_options, now_ms, record_event};
 
 use super::*;
 use crate::activities::DeployWithApproval;

@@ -108,7 +108,7 @@ pub(super) fn stage_input(
 }
 
 /// Audit and alert calls: a few quick attempts; a lost record never holds up a rollback.
-pub(crate) fn record_options() -> ActivityOptions {
+pub(super) fn record_options() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))
         .retry_policy(
             RetryPolicy::builder()
@@ -590,8 +590,21 @@ pub(super) async fn record(
     detail: &str,
     alert: Option<&str>,
 ) {
+    let what = (event, outcome, actor);
+    record_event(ctx, &run.input.run_id, what, detail, alert).await;
+}
+
+/// One event (name, outcome, actor) of either progressive workflow to the audit stream, and
+/// with `alert` (`warning` or `critical`) to the alerts; failures to record are ignored.
+pub(crate) async fn record_event<W>(
+    ctx: &WorkflowContext<W>,
+    run_id: &str,
+    (event, outcome, actor): (&str, &str, &str),
+    detail: &str,
+    alert: Option<&str>,
+) {
     let event = DeploymentEvent {
-        run_id: run.input.run_id.clone(),
+        run_id: run_id.into(),
         event: event.into(),
         outcome: outcome.into(),
         actor: actor.into(),
