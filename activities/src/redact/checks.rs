@@ -81,7 +81,7 @@ fn placeholder_run(s: &[u8]) -> bool {
 
 /// A fixed-format token that is visibly a placeholder (`xoxb-your-token`, `ghp_xxxxxx…`).
 fn token_placeholder(s: &[u8]) -> bool {
-    placeholder_run(s) || TOKEN_PLACEHOLDER_AC.is_match(s)
+    placeholder_run(s) || has_placeholder_word(&TOKEN_PLACEHOLDER_AC, s)
 }
 
 /// Words that make a fixed-format token a placeholder, in any case, in one automaton.
@@ -276,7 +276,13 @@ pub(crate) fn placeholder(s: &[u8]) -> bool {
     {
         return true;
     }
-    if placeholder_run(s) || contains_ci(s, "xxx") || s.windows(3).any(|w| w == b"***") {
+    // `xxx` where a word starts (`sk-xxx`, `xxx-key`) or four in a row: three inside random
+    // characters (`…CxXXkL…`) happen to about one 40-character token in 800.
+    let xxx = s
+        .windows(3)
+        .enumerate()
+        .any(|(i, w)| w.eq_ignore_ascii_case(b"xxx") && starts_word(s, i));
+    if placeholder_run(s) || xxx || contains_ci(s, "xxxx") || s.windows(3).any(|w| w == b"***") {
         return true;
     }
     if s.iter().all(|&b| b == s[0]) {
@@ -285,7 +291,27 @@ pub(crate) fn placeholder(s: &[u8]) -> bool {
     if is_word_placeholder(s) {
         return true;
     }
-    PLACEHOLDER_AC.is_match(s)
+    has_placeholder_word(&PLACEHOLDER_AC, s)
+}
+
+/// Whether `s` holds one of `words` where a word starts: at its start, after a character that
+/// is not a letter or digit, or at a camelCase hump (`my-your-key`, `insert_here`,
+/// `myExampleKey`). Inside a run of random characters (`…SYouRKH…`, one token in a few thousand
+/// holds `your` in some case) it is chance, not a placeholder. Words that do not start with a
+/// letter (`<`, `${`, `_here`) count anywhere.
+fn has_placeholder_word(words: &AhoCorasick, s: &[u8]) -> bool {
+    words
+        .find_overlapping_iter(s)
+        .any(|m| !s[m.start()].is_ascii_alphabetic() || starts_word(s, m.start()))
+}
+
+/// Whether a word starts at `s[i]`: the start, after a character that is not a letter or
+/// digit, or at a camelCase hump.
+fn starts_word(s: &[u8], i: usize) -> bool {
+    let Some(&prev) = i.checked_sub(1).and_then(|j| s.get(j)) else {
+        return true;
+    };
+    !prev.is_ascii_alphanumeric() || (prev.is_ascii_lowercase() && s[i].is_ascii_uppercase())
 }
 
 /// A value that is code or configuration rather than a secret: a dotted or plain identifier
@@ -298,12 +324,20 @@ fn code_like(s: &[u8]) -> bool {
     if s.starts_with(b"http://") || s.starts_with(b"https://") || s.starts_with(b"file://") {
         return true;
     }
-    // Paths: `/run/secrets/db`, `./key.pem`, `~/.ssh/id_rsa`.
+    // Paths: `/run/secrets/db`, `./key.pem`, `~/.ssh/id_rsa`. A path has a segment that reads
+    // as a name (lower-case letters, or a `.`, `-` or `_`); base64 may start with `/` and hold
+    // more (`/9aC9DHYqR1Npu…/lOd8H=`), but has `+` or `=`, or only random segments.
     if (s.starts_with(b"/")
         || s.starts_with(b"./")
         || s.starts_with(b"~/")
         || s.starts_with(b"../"))
         && s.iter().filter(|&&b| b == b'/').count() >= 2
+        && !s.iter().any(|&b| b == b'+' || b == b'=')
+        && s.split(|&b| b == b'/').any(|seg| {
+            !seg.is_empty()
+                && (seg.iter().all(u8::is_ascii_lowercase)
+                    || seg.iter().any(|&b| matches!(b, b'.' | b'-' | b'_')))
+        })
     {
         return true;
     }
@@ -320,8 +354,10 @@ fn code_like(s: &[u8]) -> bool {
         if s.contains(&b'_') && !s.iter().any(u8::is_ascii_lowercase) {
             return true;
         }
-        // `userPassword`, `authToken`, `secret_key`: an identifier naming a secret.
-        if SECRET_WORDS_AC.is_match(s) {
+        // `userPassword`, `authToken`, `secret_key`: an identifier naming a secret. Made of
+        // words, so at most a couple of digits (`apiKeyV2`): a random token that happens to
+        // hold `key` or `auth` (about one in a hundred of 40 characters) has more.
+        if SECRET_WORDS_AC.is_match(s) && s.iter().filter(|b| b.is_ascii_digit()).count() <= 2 {
             debug_assert!(contains_any(
                 s,
                 &["pass", "pwd", "secret", "token", "key", "auth", "cred"]
@@ -761,6 +797,61 @@ mod tests {
         }
         for s in ["hunter2", "aB3dE5fG7h", "tok-9f8e7d6c5b4a-secret"] {
             assert!(!placeholder(s.as_bytes()), "{s}");
+        }
+    }
+
+    /// A placeholder word counts where a word starts, not inside random characters: found in
+    /// generated corpora, `…SYouRKH…` and `…IyoUraF…` made real keys placeholders.
+    #[test]
+    fn placeholder_words_count_where_a_word_starts() {
+        for p in [
+            "your-api-key",
+            "YOUR_TOKEN",
+            "myYourKey",
+            "sk-your-key-here",
+            "insert_key_here",
+            "exampleKey123",
+        ] {
+            assert!(placeholder(p.as_bytes()), "{p}");
+        }
+        for p in ["sk-xxx", "xxx-key", "AKIAXXXXEXAMPLE", "abXxxx12"] {
+            assert!(placeholder(p.as_bytes()), "{p}");
+        }
+        for s in [
+            "jMJSahZ6Gw7dhpCxXXkL2YUPMKjf27AczusfAQ-5",
+            "Tj8kC6uAp3MBPosVbxtrqDIYouSgRQB3cSYouRKHdm_X",
+            "d12IyoUraFG8Y3I9GjnFMYdTtm4ly1Wo3jtW0BfO",
+            "q8Xtbd9Lm2Kp4Rs7",
+        ] {
+            assert!(!placeholder(s.as_bytes()), "{s}");
+        }
+        assert!(token_placeholder(b"ghp_your_token"));
+        assert!(!token_placeholder(
+            b"ghp_Q8X2YoUrQ2k9Lm4Np6Rs8Tv1Wx3Yz5Ab7Cd9Ef"
+        ));
+    }
+
+    /// An identifier naming a secret is words; a random token holding `key` is not.
+    #[test]
+    fn identifiers_naming_secrets_are_words() {
+        for c in ["userPassword", "authToken", "secret_key", "apiKeyV2"] {
+            assert!(code_like(c.as_bytes()), "{c}");
+        }
+        assert!(!code_like(b"b9vyEVODnJrpP1Edk9okeywub5OSKxpPZoEyF1_Z"));
+        // Paths are code; base64 that starts with `/` is not a path.
+        for p in [
+            "/run/secrets/db",
+            "./certs/key.pem",
+            "~/.ssh/id_rsa",
+            "/srv/app/v2/config",
+        ] {
+            assert!(code_like(p.as_bytes()), "{p}");
+        }
+        for b in [
+            "/9aC9DHYqR1NpugGmxxv3kqJxJFzxzEtba76o/lOd8H=",
+            "/9aC9DHYqR1NpugGmxxv3kqJxJFzxzEtba76o/lOd8HQ",
+        ] {
+            assert!(!code_like(b.as_bytes()), "{b}");
         }
     }
 }

@@ -776,8 +776,14 @@ pub(super) fn specs() -> Vec<Spec> {
     add(
         "FLUTTERWAVE_KEY",
         &["flwseck", "flwpubk"],
-        r"\bFLW(?:SECK|PUBK)_TEST-?[a-hA-H0-9]{12,32}(?:-X)?".into(),
+        r"\bFLW(?:SECK|PUBK)(?:_TEST-?|-)[a-hA-H0-9]{12,32}(?:-X)?".into(),
         Token,
+    );
+    add(
+        "LOB_API_KEY",
+        &["lob"],
+        kv("lob", "(?:live|test)(?:_pub)?_[a-f0-9]{31,35}"),
+        Check::HasDigit,
     );
     add(
         "PLAID_ACCESS_TOKEN",
@@ -1264,6 +1270,12 @@ pub(super) fn specs() -> Vec<Spec> {
         Vendor,
     );
     add(
+        "ADAFRUIT_IO_KEY",
+        &["aio_"],
+        tok("aio_", "[A-Za-z0-9]{28}"),
+        Check::HasDigit,
+    );
+    add(
         "FIGMA_TOKEN",
         &["figd_"],
         tok("figd_", "[A-Za-z0-9_-]{40}"),
@@ -1410,37 +1422,38 @@ pub(super) fn specs() -> Vec<Spec> {
         Token,
     );
 
-    // ---- Connection strings: the `user:password` part (the user may be empty).
+    // ---- Connection strings: the `user:password` part (the user may be empty). A `#` in the
+    // password is taken as part of it, as drivers do, not as the start of a fragment.
     add(
         "POSTGRES_CREDENTIALS",
         &["postgres"],
-        r#"\bpostgres(?:ql)?(?:\+[a-z0-9]+)?://(?P<s>[^\s:/?#@\[\]"'<>]*:[^\s/?#\[\]"'<>]+)@"#
+        r#"\bpostgres(?:ql)?(?:\+[a-z0-9]+)?://(?P<s>[^\s:/?#@\[\]"'<>]*:[^\s/?\[\]"'<>]+)@"#
             .into(),
         UrlCreds,
     );
     add(
         "MYSQL_CREDENTIALS",
         &["mysql", "mariadb"],
-        r#"\b(?:mysql|mariadb)(?:\+[a-z0-9]+)?://(?P<s>[^\s:/?#@\[\]"'<>]*:[^\s/?#\[\]"'<>]+)@"#
+        r#"\b(?:mysql|mariadb)(?:\+[a-z0-9]+)?://(?P<s>[^\s:/?#@\[\]"'<>]*:[^\s/?\[\]"'<>]+)@"#
             .into(),
         UrlCreds,
     );
     add(
         "MONGODB_CREDENTIALS",
         &["mongodb"],
-        r#"\bmongodb(?:\+srv)?://(?P<s>[^\s:/?#@\[\]"'<>]*:[^\s/?#\[\]"'<>]+)@"#.into(),
+        r#"\bmongodb(?:\+srv)?://(?P<s>[^\s:/?#@\[\]"'<>]*:[^\s/?\[\]"'<>]+)@"#.into(),
         UrlCreds,
     );
     add(
         "REDIS_CREDENTIALS",
         &["redis"],
-        r#"\brediss?://(?P<s>[^\s:/?#@\[\]"'<>]*:[^\s/?#\[\]"'<>]+)@"#.into(),
+        r#"\brediss?://(?P<s>[^\s:/?#@\[\]"'<>]*:[^\s/?\[\]"'<>]+)@"#.into(),
         UrlCreds,
     );
     add(
         "AMQP_CREDENTIALS",
         &["amqp"],
-        r#"\bamqps?://(?P<s>[^\s:/?#@\[\]"'<>]*:[^\s/?#\[\]"'<>]+)@"#.into(),
+        r#"\bamqps?://(?P<s>[^\s:/?#@\[\]"'<>]*:[^\s/?\[\]"'<>]+)@"#.into(),
         UrlCreds,
     );
     add(
@@ -1452,7 +1465,7 @@ pub(super) fn specs() -> Vec<Spec> {
     add(
         "URL_CREDENTIALS",
         &["://"],
-        r#"\b[A-Za-z][A-Za-z0-9+.-]*://(?P<s>[^\s:/?#@\[\]"'<>]*:[^\s/?#\[\]"'<>]+)@"#.into(),
+        r#"\b[A-Za-z][A-Za-z0-9+.-]*://(?P<s>[^\s:/?#@\[\]"'<>]*:[^\s/?\[\]"'<>]+)@"#.into(),
         UrlCreds,
     );
 

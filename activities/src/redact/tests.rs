@@ -586,10 +586,18 @@ fn fast_paths_equal_slow_paths() {
 fn pathological_inputs_are_linear_and_agree() {
     let fast = Redactor::standard();
     let slow = Redactor::slow_for_tests();
+    // The fastest of three runs: a machine busy with other tests stalls a run now and then;
+    // the engine's growth shows in every run.
     let timed = |text: &str| {
         let start = std::time::Instant::now();
         let out = owned(fast.redact(text));
-        (out, start.elapsed())
+        let mut best = start.elapsed();
+        for _ in 0..2 {
+            let start = std::time::Instant::now();
+            let _ = fast.redact(text);
+            best = best.min(start.elapsed());
+        }
+        (out, best)
     };
     for unit in ["=", "a="] {
         let text = unit.repeat(1 << 20);
@@ -736,4 +744,28 @@ fn a_very_long_match_is_redacted_whole() {
         r("Authorization: Digest username=a, response=6629fae49393a05397450978507c4ef1\n"),
         "Authorization: Digest [REDACTED:AUTHORIZATION_HEADER]\n"
     );
+}
+
+/// A `#` in a connection string's password is part of it (drivers read it so), not the start
+/// of a fragment: `mysql://root:jEwS62#KVM04M@…` kept its password in plain.
+#[test]
+fn a_hash_in_a_url_password_is_redacted_with_it() {
+    for (url, kind) in [
+        (
+            "mysql://root:jEwS62#KVM04M@127.0.0.1:3306/shop",
+            "MYSQL_CREDENTIALS",
+        ),
+        (
+            "amqp://guest2:ihjr16#AYzPQ8@rabbit:5672/vhost",
+            "AMQP_CREDENTIALS",
+        ),
+        ("postgres://app:p#ss9Word@db/app", "POSTGRES_CREDENTIALS"),
+    ] {
+        let out = r(url);
+        assert!(out.contains(&format!("[REDACTED:{kind}]")), "{out}");
+        assert!(!out.contains('#'), "{out}");
+    }
+    // A fragment after the host stays a fragment.
+    let link = "https://example.com/docs#install@v2";
+    assert_eq!(r(link), link);
 }
