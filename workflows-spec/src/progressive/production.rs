@@ -142,13 +142,27 @@ impl ProductionMonitorWorkflow {
                 until_ms: input.until_ms,
             }
         });
-        let interval = input.check_interval_secs * 1000;
+        let interval = input.check_interval_secs.saturating_mul(1000);
         let per_run = input.checks_per_run.unwrap_or(CHECKS_PER_RUN).max(1);
         let mut this_run = 0;
         loop {
             let now = now_ms(ctx);
             if now >= input.until_ms || ctx.state(|w| w.stop.is_some()) {
                 break;
+            }
+            // Only after the stop is looked at: a stop that came during the last check is not
+            // handed to a new run that knows nothing of it.
+            if this_run >= per_run || ctx.continue_as_new_suggested() {
+                let status = ctx.state(|w| w.status.clone());
+                ctx.continue_as_new(
+                    ProductionMonitorInput {
+                        checks: status.checks,
+                        breaches: status.breaches,
+                        in_breach: status.in_breach,
+                        ..input.clone()
+                    },
+                    ContinueAsNewOptions::default(),
+                )?;
             }
             let wait = Duration::from_millis(interval.min(input.until_ms - now).max(1));
             if stopped_within(ctx, wait).await || now_ms(ctx) >= input.until_ms {
@@ -206,18 +220,6 @@ impl ProductionMonitorWorkflow {
                 .await;
             }
             this_run += 1;
-            if this_run >= per_run || ctx.continue_as_new_suggested() {
-                let status = ctx.state(|w| w.status.clone());
-                ctx.continue_as_new(
-                    ProductionMonitorInput {
-                        checks: status.checks,
-                        breaches: status.breaches,
-                        in_breach: status.in_breach,
-                        ..input.clone()
-                    },
-                    ContinueAsNewOptions::default(),
-                )?;
-            }
         }
         let stop = ctx.state(|w| w.stop.clone());
         let ended = match &stop {

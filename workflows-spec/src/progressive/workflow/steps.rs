@@ -30,6 +30,9 @@ pub(super) struct Settings {
     pub(super) domains: Vec<String>,
 }
 
+/// The longest window or wait the workflow takes, seconds (10 years).
+const MAX_SECS: u64 = 10 * 365 * 86_400;
+
 pub(super) fn settings(input: &ProgressiveDeployInput) -> Result<Settings, String> {
     let percent = input.canary_percent.unwrap_or(1.0);
     if !(percent > 0.0 && percent <= 100.0) {
@@ -39,6 +42,17 @@ pub(super) fn settings(input: &ProgressiveDeployInput) -> Result<Settings, Strin
     let interval = input.check_interval_secs.unwrap_or(300);
     if monitor == 0 || interval == 0 {
         return Err("monitorSecs and checkIntervalSecs must be at least 1".into());
+    }
+    // Workflow time is counted in ms: bounded, no duration can overflow it.
+    for (field, secs) in [
+        ("monitorSecs", Some(monitor)),
+        ("checkIntervalSecs", Some(interval)),
+        ("approvalTimeoutSecs", input.approval_timeout_secs),
+        ("productionMonitorSecs", input.production_monitor_secs),
+    ] {
+        if secs.is_some_and(|n| n > MAX_SECS) {
+            return Err(format!("{field} must be at most {MAX_SECS} (10 years)"));
+        }
     }
     let max_error_rate = input.max_error_rate.unwrap_or(0.05);
     if !(0.0..=1.0).contains(&max_error_rate) {
@@ -614,4 +628,35 @@ pub(crate) async fn record_event<W>(
     let _ = ctx
         .execute_activity(RecordDeploymentEvent, event, record_options())
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(extra: serde_json::Value) -> ProgressiveDeployInput {
+        let mut v = serde_json::json!({
+            "runId": "r", "platform": "fake", "canaryCommand": "c",
+            "healthCheckCommand": "h", "promoteCommand": "p", "rollbackCommand": "r"
+        });
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// Durations that would overflow workflow time (ms) are refused, not panicked on.
+    #[test]
+    fn durations_past_ten_years_are_refused() {
+        assert!(settings(&input(serde_json::json!({}))).is_ok());
+        for field in [
+            "monitorSecs",
+            "checkIntervalSecs",
+            "approvalTimeoutSecs",
+            "productionMonitorSecs",
+        ] {
+            let e = settings(&input(serde_json::json!({ field: u64::MAX }))).err();
+            assert!(e.is_some_and(|e| e.contains(field)), "{field}");
+        }
+    }
 }
