@@ -191,7 +191,8 @@ impl Rule {
                         break;
                     };
                     let (ws, we) = (m.start(), m.end());
-                    if we - ws > MAX_CAPTURED {
+                    // Past the window it is only remembered (below), its groups not needed.
+                    if we - ws > MAX_CAPTURED || ws > to {
                         (ws, we, ws, we)
                     } else {
                         // The leftmost match from its own start is the same match.
