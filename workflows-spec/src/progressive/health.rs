@@ -4,6 +4,8 @@
 //! line, missing or mistyped fields) is a breach. Pure, so the workflow stays deterministic.
 
 use super::HealthMeasurement;
+use crate::execute::ExecutionResult;
+use std::fmt::Display;
 
 /// The limits of a healthy canary.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -12,6 +14,24 @@ pub struct Limits {
     pub max_error_rate: f64,
     /// Highest healthy p95 latency, ms.
     pub max_latency_ms: f64,
+}
+
+impl Limits {
+    /// The limits, if both can be met: an error rate in 0..=1, a finite latency >= 0.
+    pub fn new(max_error_rate: f64, max_latency_ms: f64) -> Result<Limits, String> {
+        if !(0.0..=1.0).contains(&max_error_rate) {
+            return Err(format!(
+                "maxErrorRate must be in 0..1, got {max_error_rate}"
+            ));
+        }
+        if !(max_latency_ms.is_finite() && max_latency_ms >= 0.0) {
+            return Err(format!("maxLatencyMs must be >= 0, got {max_latency_ms}"));
+        }
+        Ok(Limits {
+            max_error_rate,
+            max_latency_ms,
+        })
+    }
 }
 
 /// What a check returned.
@@ -25,6 +45,20 @@ pub enum CheckRun {
     },
     /// The execution failed (policy, budget, sandbox): the failure's message.
     Failed(String),
+}
+
+impl CheckRun {
+    /// What the health check's `safeExecuteCode` returned.
+    pub fn of(checked: Result<ExecutionResult, impl Display>) -> CheckRun {
+        match checked {
+            Ok(r) => CheckRun::Ran {
+                exit_code: r.exit_code,
+                timed_out: r.timed_out,
+                stdout: r.stdout,
+            },
+            Err(e) => CheckRun::Failed(format!("{e}")),
+        }
+    }
 }
 
 /// The measurement of one check at `at_ms`.

@@ -13,11 +13,9 @@
 
 use super::HealthMeasurement;
 use super::health::{CheckRun, Limits, judge};
-use super::workflow::{check_options, now_ms, record_event};
+use super::workflow::{check_options, health_check, now_ms, record_event, woke_within};
 use crate::activities::SafeExecuteCode;
-use crate::execute::SafeExecuteCodeInput;
 use crate::workflow::fail;
-use futures::FutureExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -126,13 +124,10 @@ impl ProductionMonitorWorkflow {
         ctx: &mut WorkflowContext<Self>,
         input: ProductionMonitorInput,
     ) -> WorkflowResult<ProductionMonitorResult> {
-        let limits = Limits {
-            max_error_rate: input.max_error_rate,
-            max_latency_ms: input.max_latency_ms,
+        let limits = match check(&input) {
+            Ok(limits) => limits,
+            Err(e) => return Err(fail("InvalidInput", e).into()),
         };
-        if let Err(e) = check(&input) {
-            return Err(fail("InvalidInput", e).into());
-        }
         ctx.state_mut(|w| {
             w.status = ProductionMonitorStatus {
                 checks: input.checks,
@@ -165,30 +160,20 @@ impl ProductionMonitorWorkflow {
                 )?;
             }
             let wait = Duration::from_millis(interval.min(input.until_ms - now).max(1));
-            if stopped_within(ctx, wait).await || now_ms(ctx) >= input.until_ms {
+            woke_within(ctx, wait, |w| w.stop.is_some()).await;
+            if ctx.state(|w| w.stop.is_some()) || now_ms(ctx) >= input.until_ms {
                 break;
             }
+            let check = health_check(
+                &input.run_id,
+                &input.health_check_command,
+                &input.health_check_env,
+                &input.allowed_domains,
+            );
             let checked = ctx
-                .execute_activity(
-                    SafeExecuteCode,
-                    SafeExecuteCodeInput {
-                        allowed_domains: Some(input.allowed_domains.clone()),
-                        env: input.health_check_env.clone(),
-                        timeout: Some(60_000),
-                        ..SafeExecuteCodeInput::new(&input.run_id, &input.health_check_command)
-                    },
-                    check_options(),
-                )
+                .execute_activity(SafeExecuteCode, check, check_options())
                 .await;
-            let run = match checked {
-                Ok(r) => CheckRun::Ran {
-                    exit_code: r.exit_code,
-                    timed_out: r.timed_out,
-                    stdout: r.stdout,
-                },
-                Err(e) => CheckRun::Failed(format!("{e}")),
-            };
-            let m = judge(&run, limits, now_ms(ctx));
+            let m = judge(&CheckRun::of(checked), limits, now_ms(ctx));
             let was = ctx.state(|w| w.status.in_breach);
             let (event, alert) = match (was, m.healthy) {
                 (false, false) => (Some("production.breach"), Some("critical")),
@@ -265,41 +250,15 @@ impl ProductionMonitorWorkflow {
     }
 }
 
-/// Refuses what could never run: no command, no interval, limits out of range.
-fn check(input: &ProductionMonitorInput) -> Result<(), String> {
+/// The limits, or why the input could never run: no command, no interval, limits out of range.
+fn check(input: &ProductionMonitorInput) -> Result<Limits, String> {
     if input.health_check_command.trim().is_empty() {
         return Err("healthCheckCommand is empty".into());
     }
     if input.check_interval_secs == 0 {
         return Err("checkIntervalSecs must be at least 1".into());
     }
-    if !(0.0..=1.0).contains(&input.max_error_rate) {
-        return Err(format!(
-            "maxErrorRate must be in 0..1, got {}",
-            input.max_error_rate
-        ));
-    }
-    if !(input.max_latency_ms.is_finite() && input.max_latency_ms >= 0.0) {
-        return Err(format!(
-            "maxLatencyMs must be >= 0, got {}",
-            input.max_latency_ms
-        ));
-    }
-    Ok(())
-}
-
-/// Waits `wait` or until a stop; whether it was stopped.
-async fn stopped_within(ctx: &WorkflowContext<ProductionMonitorWorkflow>, wait: Duration) -> bool {
-    {
-        let stop = ctx.wait_condition(|w| w.stop.is_some()).fuse();
-        let timer = ctx.timer(wait).fuse();
-        futures::pin_mut!(stop, timer);
-        futures::select_biased! {
-            _ = stop => {},
-            _ = timer => {},
-        }
-    }
-    ctx.state(|w| w.stop.is_some())
+    Limits::new(input.max_error_rate, input.max_latency_ms)
 }
 
 #[cfg(test)]
@@ -313,7 +272,7 @@ mod tests {
             "checkIntervalSecs": 60, "maxErrorRate": 0.05, "maxLatencyMs": 5000, "untilMs": 1
         }))
         .unwrap();
-        assert_eq!(check(&good), Ok(()));
+        assert!(check(&good).is_ok());
         let bad = [
             ProductionMonitorInput {
                 health_check_command: " ".into(),

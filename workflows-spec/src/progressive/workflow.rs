@@ -25,7 +25,7 @@
 
 mod steps;
 
-pub(crate) use steps::{check_options, now_ms, record_event};
+pub(crate) use steps::{check_options, health_check, now_ms, record_event, woke_within};
 
 use super::*;
 use crate::activities::DeployWithApproval;

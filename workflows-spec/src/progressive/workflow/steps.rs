@@ -13,6 +13,7 @@ use crate::progressive::health::{CheckRun, Limits, judge};
 use crate::progressive::production::{ProductionMonitorInput, ProductionMonitorWorkflow};
 use crate::workflow::{activity_options, fail};
 use futures::FutureExt;
+use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 use temporalio_common::RetryPolicy;
 use temporalio_sdk::{
@@ -54,16 +55,10 @@ pub(super) fn settings(input: &ProgressiveDeployInput) -> Result<Settings, Strin
             return Err(format!("{field} must be at most {MAX_SECS} (10 years)"));
         }
     }
-    let max_error_rate = input.max_error_rate.unwrap_or(0.05);
-    if !(0.0..=1.0).contains(&max_error_rate) {
-        return Err(format!(
-            "maxErrorRate must be in 0..1, got {max_error_rate}"
-        ));
-    }
-    let max_latency_ms = input.max_latency_ms.unwrap_or(5000.0);
-    if !(max_latency_ms.is_finite() && max_latency_ms >= 0.0) {
-        return Err(format!("maxLatencyMs must be >= 0, got {max_latency_ms}"));
-    }
+    let limits = Limits::new(
+        input.max_error_rate.unwrap_or(0.05),
+        input.max_latency_ms.unwrap_or(5000.0),
+    )?;
     for (field, command) in [
         ("canaryCommand", &input.canary_command),
         ("healthCheckCommand", &input.health_check_command),
@@ -78,10 +73,7 @@ pub(super) fn settings(input: &ProgressiveDeployInput) -> Result<Settings, Strin
         percent,
         monitor,
         interval,
-        limits: Limits {
-            max_error_rate,
-            max_latency_ms,
-        },
+        limits,
         approval_wait: Duration::from_secs(input.approval_timeout_secs.unwrap_or(86_400)),
         domains: input
             .allowed_domains
@@ -131,6 +123,22 @@ pub(super) fn record_options() -> ActivityOptions {
                 .build(),
         )
         .build()
+}
+
+/// The health check's execution: `command` with `env`, reaching only `domains`, for at most a
+/// minute.
+pub(crate) fn health_check(
+    run_id: &str,
+    command: &str,
+    env: &BTreeMap<String, String>,
+    domains: &[String],
+) -> SafeExecuteCodeInput {
+    SafeExecuteCodeInput {
+        allowed_domains: Some(domains.to_vec()),
+        env: env.clone(),
+        timeout: Some(60_000),
+        ..SafeExecuteCodeInput::new(run_id, command)
+    }
 }
 
 /// A health check: one attempt plus one retry of an outage, then it counts as failed.
@@ -296,21 +304,29 @@ pub(super) async fn unless_aborted<T>(
     None
 }
 
+/// Waits until `condition` holds or `wait` has passed; whether `condition` woke it. Biased,
+/// so a replay that finds both ready takes the same branch.
+pub(crate) async fn woke_within<W>(
+    ctx: &WorkflowContext<W>,
+    wait: Duration,
+    condition: impl FnMut(&W) -> bool,
+) -> bool {
+    let condition = ctx.wait_condition(condition).fuse();
+    let timer = ctx.timer(wait).fuse();
+    futures::pin_mut!(condition, timer);
+    futures::select_biased! {
+        r = condition => r.is_ok(),
+        _ = timer => false,
+    }
+}
+
 /// Waits until `ready`, an abort, or `wait` has passed.
 pub(super) async fn wait_for(
     ctx: &WorkflowContext<ProgressiveDeployWorkflow>,
     wait: Duration,
     ready: impl Fn(&ProgressiveDeployWorkflow) -> bool,
 ) -> Wake {
-    let woke = {
-        let condition = ctx.wait_condition(|w| w.abort.is_some() || ready(w)).fuse();
-        let timer = ctx.timer(wait).fuse();
-        futures::pin_mut!(condition, timer);
-        futures::select! {
-            r = condition => r.is_ok(),
-            _ = timer => false,
-        }
-    };
+    let woke = woke_within(ctx, wait, |w| w.abort.is_some() || ready(w)).await;
     if ctx.state(|w| w.abort.is_some()) {
         Wake::Aborted
     } else if woke {
@@ -354,31 +370,20 @@ pub(super) async fn monitor(
         if let Wake::Aborted = wait_for(ctx, wait, |_| false).await {
             return Ok(Some(abort_reason(ctx)));
         }
-        let checked = ctx.execute_activity(
-            SafeExecuteCode,
-            SafeExecuteCodeInput {
-                allowed_domains: Some(s.domains.clone()),
-                env: run.input.health_check_env.clone(),
-                timeout: Some(60_000),
-                ..SafeExecuteCodeInput::new(&run.input.run_id, &run.input.health_check_command)
-            },
-            cancellable(check_options()),
+        let input = health_check(
+            &run.input.run_id,
+            &run.input.health_check_command,
+            &run.input.health_check_env,
+            &s.domains,
         );
+        let checked = ctx.execute_activity(SafeExecuteCode, input, cancellable(check_options()));
         let Some(checked) = unless_aborted(ctx, checked).await else {
             return Ok(Some(abort_reason(ctx)));
         };
-        let outcome = match checked {
-            Ok(r) => {
-                run.cost += r.cost;
-                CheckRun::Ran {
-                    exit_code: r.exit_code,
-                    timed_out: r.timed_out,
-                    stdout: r.stdout,
-                }
-            }
-            Err(e) => CheckRun::Failed(format!("{e}")),
-        };
-        let m = judge(&outcome, s.limits, now_ms(ctx));
+        if let Ok(r) = &checked {
+            run.cost += r.cost;
+        }
+        let m = judge(&CheckRun::of(checked), s.limits, now_ms(ctx));
         let healthy = m.healthy;
         let note = m.note.clone();
         ctx.state_mut(|w| w.status.measurements.push(m));
